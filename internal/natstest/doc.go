@@ -1,0 +1,7 @@
+// Package natstest runs real nats-server instances with JetStream inside
+// tests: one node, or a three-node cluster on loopback with helpers to find,
+// kill and restart a stream leader. Every server gets its own t.TempDir()
+// store and a random loopback port, and is shut down when the test ends.
+//
+// It is test support: production code must never import it.
+package natstest
