@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs every test of the project: installs what the tests need (Postgres),
+# then go vet and go test -race over all packages. CI runs exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-deps.sh
+
+# The differential test of the query engine runs thousands of random change
+# sequences here (a plain `go test` runs a few hundred).
+export TRIBUTARY_DIFF_SEQUENCES="${TRIBUTARY_DIFF_SEQUENCES:-3000}"
+
+echo "== go vet"
+go vet ./...
+echo "== go test -race"
+go test -race -count=1 -timeout 40m ./...
