@@ -1,0 +1,124 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+)
+
+// Config is the whole file. Each binary uses its own part: source-pg the
+// sources, query-engine the queries, reactor the reactions; all use nats.
+type Config struct {
+	// NATS says how to reach JetStream. Every binary uses it.
+	NATS NATSConfig `yaml:"nats"`
+	// Sources are the change sources (source-pg runs the postgres ones).
+	Sources []Source `yaml:"sources"`
+	// Queries are the continuous queries (query-engine).
+	Queries []Query `yaml:"queries"`
+	// Reactions consume query results (reactor).
+	Reactions []Reaction `yaml:"reactions"`
+}
+
+// NATS URL and sync values.
+const (
+	// EmbeddedURL as nats.url runs an in-process JetStream server.
+	EmbeddedURL = "embedded"
+	// SyncAlways fsyncs the embedded store on every write.
+	SyncAlways = "always"
+	// SyncInterval fsyncs the embedded store every syncInterval.
+	SyncInterval = "interval"
+)
+
+// NATSConfig is the nats section.
+type NATSConfig struct {
+	// URL is "embedded" (default: an in-process JetStream server for a single
+	// machine) or one or more comma-separated nats:// or tls:// server URLs.
+	URL string `yaml:"url" secret:"url"`
+	// StoreDir is the embedded server's JetStream directory. Default
+	// "./data/nats"; used only with the embedded server.
+	StoreDir string `yaml:"storeDir"`
+	// Sync is the embedded store's fsync policy: "always" (default: every
+	// write is on disk before it is acknowledged) or "interval". Embedded
+	// server only; a remote cluster has its own setting.
+	Sync string `yaml:"sync"`
+	// SyncInterval is the fsync period with sync: interval. Default 2m; only
+	// allowed with sync: interval.
+	SyncInterval Duration `yaml:"syncInterval"`
+	// Credentials is a NATS .creds file (JWT + nkey seed). Remote servers only.
+	Credentials string `yaml:"credentials"`
+	// NKey is an nkey seed file. Remote servers only.
+	NKey string `yaml:"nkey"`
+	// User and Password authenticate with a user name; both or neither.
+	User     string `yaml:"user"`
+	Password string `yaml:"password" secret:"true"`
+	// Token authenticates with a token.
+	Token string `yaml:"token" secret:"true"`
+	// TLS configures TLS to remote servers (nil: the URL scheme decides).
+	TLS *TLSConfig `yaml:"tls"`
+	// SubjectPrefix starts every subject, stream and bucket name. Default
+	// "tributary"; a NATS token (letters, digits, "-", "_").
+	SubjectPrefix string `yaml:"subjectPrefix"`
+	// Replicas of every stream and bucket: 1 (default), 3 or 5; must be 1 for
+	// the embedded server.
+	Replicas int `yaml:"replicas"`
+	// Name is the client connection name shown by the server. Default: the
+	// binary's choice.
+	Name string `yaml:"name"`
+	// ConnectTimeout bounds one connection attempt. Default 10s.
+	ConnectTimeout Duration `yaml:"connectTimeout"`
+	// ReconnectWait is the first reconnect backoff. Default 250ms.
+	ReconnectWait Duration `yaml:"reconnectWait"`
+	// MaxReconnectWait caps the reconnect backoff. Default 10s.
+	MaxReconnectWait Duration `yaml:"maxReconnectWait"`
+}
+
+// TLSConfig is nats.tls. All paths are PEM files.
+type TLSConfig struct {
+	// CA verifies the servers' certificates (default: system roots).
+	CA string `yaml:"ca"`
+	// Cert and Key are the client certificate and its key; both or neither.
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// Embedded reports whether the in-process server is to be used.
+func (n *NATSConfig) Embedded() bool { return strings.TrimSpace(n.URL) == EmbeddedURL }
+
+// URLs returns the server URLs of a remote setup (nil when embedded), trimmed.
+func (n *NATSConfig) URLs() []string {
+	if n.Embedded() {
+		return nil
+	}
+	var out []string
+	for _, u := range strings.Split(n.URL, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// Load reads the YAML file at path and returns the expanded, defaulted and
+// validated config. Variables are looked up with os.LookupEnv. A bad config
+// gives a *ValidationError (errors.Is(err, ErrInvalid)) whose File is path; an
+// unreadable file gives the os error wrapped.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	cfg, err := Parse(data, os.LookupEnv)
+	var ve *ValidationError
+	if errors.As(err, &ve) {
+		ve.File = path
+	}
+	return cfg, err
+}
+
+// String renders the config as YAML with every secret replaced by
+// "REDACTED" (passwords, tokens, HTTP header values) and connection strings
+// redacted; safe to log.
+func (c *Config) String() string {
+	return redactedYAML(c)
+}
