@@ -38,6 +38,11 @@ type NATSConfig struct {
 	// StoreDir is the embedded server's JetStream directory. Default
 	// "./data/nats"; used only with the embedded server.
 	StoreDir string `yaml:"storeDir"`
+	// Listen, with the embedded server, is an address (host:port) where it
+	// also accepts connections from other processes, so that the other
+	// binaries on this machine can use it (nats://host:port). Default: empty,
+	// in-process only.
+	Listen string `yaml:"listen"`
 	// Sync is the embedded store's fsync policy: "always" (default: every
 	// write is on disk before it is acknowledged) or "interval". Embedded
 	// server only; a remote cluster has its own setting.

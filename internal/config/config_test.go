@@ -659,3 +659,19 @@ func TestAliasBombIsBounded(t *testing.T) {
 		t.Fatalf("alias bomb took %v", time.Since(start))
 	}
 }
+
+func TestNATSListen(t *testing.T) {
+	ok := "nats:\n  listen: 127.0.0.1:4222\n"
+	if _, err := Parse([]byte(ok), func(string) (string, bool) { return "", false }); err != nil {
+		t.Fatalf("valid listen: %v", err)
+	}
+	for doc, want := range map[string]string{
+		"nats:\n  listen: nope\n":                                   "nats.listen: must be host:port",
+		"nats:\n  url: nats://a:4222\n  listen: 127.0.0.1:4222\n": "nats.listen: only used by the embedded server",
+	} {
+		_, err := Parse([]byte(doc), func(string) (string, bool) { return "", false })
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: want %q, got %v", doc, want, err)
+		}
+	}
+}

@@ -161,6 +161,13 @@ func (n *NATSConfig) validate(ps *problems, path string) {
 	if embedded && strings.TrimSpace(n.StoreDir) == "" {
 		ps.add(join(path, "storeDir"), "required for the embedded server")
 	}
+	if n.Listen != "" {
+		if !embedded {
+			ps.add(join(path, "listen"), "only used by the embedded server")
+		} else if _, port, err := net.SplitHostPort(n.Listen); err != nil || port == "" {
+			ps.add(join(path, "listen"), "must be host:port, e.g. 127.0.0.1:4222")
+		}
+	}
 	oneOf(ps, join(path, "sync"), n.Sync, SyncAlways, SyncInterval)
 	switch {
 	case n.Sync == SyncInterval:

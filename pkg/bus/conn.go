@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -122,6 +123,7 @@ type Conn struct {
 
 	mu        sync.Mutex
 	connected bool
+	closing   atomic.Bool
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -296,6 +298,12 @@ func (c *Conn) clientOptions() ([]nats.Option, error) {
 		nats.Name(o.Name),
 		nats.Timeout(o.ConnectTimeout),
 		nats.MaxReconnects(-1),
+		// No reconnect buffer: while disconnected, publishes and requests
+		// fail at once instead of being parked and flushed after the
+		// reconnect. Their owners re-send them, and a Publisher's re-sends
+		// then keep position order (a parked message would overtake the
+		// earlier ones lost with the old connection).
+		nats.ReconnectBufSize(-1),
 		nats.CustomReconnectDelay(func(attempts int) time.Duration {
 			boMu.Lock()
 			defer boMu.Unlock()
@@ -306,6 +314,9 @@ func (c *Conn) clientOptions() ([]nats.Option, error) {
 		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			c.setConnected(false)
+			if c.closing.Load() {
+				return // our own Close, not a lost connection
+			}
 			c.metrics.disconnects.Inc()
 			c.log.Warn("disconnected from NATS; reconnecting", "err", err)
 			c.notify(Status{State: StatusDisconnected, Err: err})
@@ -429,6 +440,7 @@ func (c *Conn) notify(s Status) {
 // It is safe to call more than once; later calls return the first result.
 func (c *Conn) Close(ctx context.Context) error {
 	c.closeOnce.Do(func() {
+		c.closing.Store(true)
 		if c.nc != nil && !c.nc.IsClosed() {
 			done := make(chan struct{})
 			var once sync.Once

@@ -1,0 +1,329 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/tributary/tributary/internal/config"
+	"github.com/tributary/tributary/internal/logging"
+	"github.com/tributary/tributary/internal/obs"
+	"github.com/tributary/tributary/pkg/bus"
+	"github.com/tributary/tributary/pkg/lifecycle"
+	"github.com/tributary/tributary/streams"
+)
+
+// Globals are the flags every binary takes (kong struct tags).
+type Globals struct {
+	Config      string        `help:"Config file (YAML)." type:"path" short:"c" required:""`
+	NATS        string        `name:"nats" help:"NATS server URL(s), comma-separated, or 'embedded' for an in-process server. Overrides nats.url." placeholder:"URL"`
+	Metrics     string        `help:"Address to serve /metrics, /healthz and /readyz on." default:"${metricsAddr}" placeholder:"ADDR"`
+	LogFormat   string        `help:"Log format: text or json." enum:"text,json" default:"text"`
+	LogLevel    string        `help:"Log level: debug, info, warn or error." enum:"debug,info,warn,error" default:"info"`
+	Check       bool          `help:"Validate the config file and exit."`
+	StopTimeout time.Duration `help:"How long a stop may take to drain in-flight work." default:"30s"`
+}
+
+// Exit codes.
+const (
+	ExitOK     = 0
+	ExitFailed = 1 // start failed, or a component gave up
+	ExitConfig = 2 // the config is invalid
+)
+
+// Runtime is what a binary's Build function gets to create its components.
+type Runtime struct {
+	Config   *config.Config
+	Bus      *bus.Conn
+	Topology streams.Topology
+	Log      *slog.Logger
+	Registry *prometheus.Registry
+	Store    *lifecycle.Store
+	Leases   *bus.KV
+	LeaseTTL time.Duration
+	// Instance names this process in states and leases.
+	Instance string
+}
+
+// NewComponent creates a lifecycle component of this process.
+func (rt *Runtime) NewComponent(kind, id string) (*lifecycle.Component, error) {
+	return lifecycle.NewComponent(lifecycle.Config{
+		Kind: kind, ID: id,
+		Instance:   rt.Instance,
+		Store:      rt.Store,
+		Leases:     rt.Leases,
+		LeaseTTL:   rt.LeaseTTL,
+		Logger:     rt.Log,
+		Registerer: rt.Registry,
+	})
+}
+
+// Build creates a binary's components from the runtime. It must not start
+// them: Run starts them all or none.
+type Build func(ctx context.Context, rt *Runtime) ([]*lifecycle.Component, error)
+
+// Binary describes one executable.
+type Binary struct {
+	// Kind is the binary's name ("source-pg"), used for the client name.
+	Kind  string
+	Build Build
+	// Stdout and Stderr default to the process's.
+	Stdout, Stderr io.Writer
+}
+
+// Run is a binary's whole life: it loads the config, starts everything or
+// nothing, runs until ctx ends (SIGTERM) or a component gives up, then
+// stops in order and returns the exit code.
+func (b Binary) Run(ctx context.Context, g Globals) int {
+	if b.Stdout == nil {
+		b.Stdout = os.Stdout
+	}
+	if b.Stderr == nil {
+		b.Stderr = os.Stderr
+	}
+	log, err := logging.New(b.Stderr, g.LogFormat, g.LogLevel)
+	if err != nil {
+		fmt.Fprintf(b.Stderr, "%s: %v\n", b.Kind, err)
+		return ExitConfig
+	}
+	log = log.With("binary", b.Kind)
+
+	cfg, err := config.Load(g.Config)
+	if err == nil && g.NATS != "" {
+		cfg.NATS.URL = g.NATS
+		err = cfg.Validate()
+	}
+	if err != nil {
+		fmt.Fprintf(b.Stderr, "%s: invalid config:\n%v\n", b.Kind, err)
+		return ExitConfig
+	}
+	if g.Check {
+		fmt.Fprintf(b.Stdout, "%s: config %s is valid\n", b.Kind, g.Config)
+		return ExitOK
+	}
+
+	p := &process{bin: b, g: g, cfg: cfg, log: log}
+	if err := p.start(ctx); err != nil {
+		log.Error("start failed; everything started was stopped", "err", err)
+		return ExitFailed
+	}
+	code := ExitOK
+	select {
+	case <-ctx.Done():
+		log.Info("stop requested; draining", "timeout", g.StopTimeout)
+	case err := <-p.fatal:
+		log.Error("a component gave up; stopping", "err", err)
+		code = ExitFailed
+	}
+	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.StopTimeout)
+	defer cancel()
+	if err := p.undo(stopCtx); err != nil {
+		log.Error("stop did not finish cleanly", "err", err)
+		code = ExitFailed
+	} else {
+		log.Info("stopped")
+	}
+	return code
+}
+
+type process struct {
+	bin   Binary
+	g     Globals
+	cfg   *config.Config
+	log   *slog.Logger
+	undo  lifecycle.Undo
+	fatal chan error
+
+	mu      sync.Mutex
+	comps   []*lifecycle.Component
+	conn    *bus.Conn
+	started bool // every start step succeeded
+}
+
+func (p *process) components() []*lifecycle.Component {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]*lifecycle.Component(nil), p.comps...)
+}
+
+// ready is /readyz: the bus is connected and every component runs.
+func (p *process) ready() error {
+	p.mu.Lock()
+	conn, started := p.conn, p.started
+	p.mu.Unlock()
+	if !started {
+		return errors.New("starting")
+	}
+	if !conn.Connected() {
+		return errors.New("not connected to NATS")
+	}
+	var errs []error
+	for _, c := range p.components() {
+		if err := c.Ready(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (p *process) onBusStatus(s bus.Status) {
+	for _, c := range p.components() {
+		switch s.State {
+		case bus.StatusDisconnected:
+			reason := "NATS connection lost; reconnecting"
+			if s.Err != nil {
+				reason += ": " + s.Err.Error()
+			}
+			c.SetDegraded(reason)
+		case bus.StatusReconnected, bus.StatusConnected:
+			c.SetRunning()
+		}
+	}
+}
+
+func (p *process) start(ctx context.Context) error {
+	cfg, log := p.cfg, p.log
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	p.fatal = make(chan error, 1)
+
+	topo, err := streams.Default(cfg.NATS.SubjectPrefix, streams.Options{Replicas: cfg.NATS.Replicas})
+	if err != nil {
+		return fmt.Errorf("topology: %w", err)
+	}
+	rt := &Runtime{Config: cfg, Topology: topo, Log: log, Registry: reg, Instance: lifecycle.NewInstanceID(), LeaseTTL: topo.Leases.TTL}
+
+	st := lifecycle.NewStarter(log)
+	st.Add("metrics listener", func(ctx context.Context) (lifecycle.Undo, error) {
+		srv, err := obs.Serve(ctx, p.g.Metrics, reg, p.ready)
+		if err != nil {
+			return nil, err
+		}
+		log.Info("serving /metrics, /healthz, /readyz", "addr", srv.Addr())
+		return srv.Shutdown, nil
+	})
+	st.Add("bus connection", func(ctx context.Context) (lifecycle.Undo, error) {
+		conn, err := bus.Connect(ctx, connectOptions(cfg, p.bin.Kind, log, reg, p.onBusStatus))
+		if err != nil {
+			return nil, err
+		}
+		if u := conn.ClientURL(); u != "" {
+			log.Info("embedded NATS server accepts other processes", "url", u)
+		}
+		p.mu.Lock()
+		p.conn = conn
+		p.mu.Unlock()
+		rt.Bus = conn
+		return conn.Close, nil
+	})
+	st.Add("bus topology", func(ctx context.Context) (lifecycle.Undo, error) {
+		return nil, rt.Bus.EnsureTopology(ctx, topo)
+	})
+	st.Add("lifecycle buckets", func(ctx context.Context) (lifecycle.Undo, error) {
+		kv, err := rt.Bus.KV(ctx, topo.Lifecycle.Name)
+		if err != nil {
+			return nil, err
+		}
+		leases, err := rt.Bus.KV(ctx, topo.Leases.Name)
+		if err != nil {
+			return nil, err
+		}
+		rt.Store = lifecycle.NewStore(kv, log)
+		rt.Leases = leases
+		return nil, nil
+	})
+	st.Add("components", func(ctx context.Context) (lifecycle.Undo, error) {
+		comps, err := p.bin.Build(ctx, rt)
+		if err != nil {
+			return nil, err
+		}
+		p.mu.Lock()
+		p.comps = comps
+		p.mu.Unlock()
+		var started []*lifecycle.Component
+		var watchers sync.WaitGroup
+		stopWatch := make(chan struct{})
+		stopAll := func(ctx context.Context) error {
+			close(stopWatch)
+			watchers.Wait()
+			var errs []error
+			for i := len(started) - 1; i >= 0; i-- {
+				if err := started[i].Stop(ctx); err != nil {
+					errs = append(errs, fmt.Errorf("stopping %s: %w", started[i].ID(), err))
+				}
+			}
+			return errors.Join(errs...)
+		}
+		for _, c := range comps {
+			if err := c.Start(ctx); err != nil {
+				_ = stopAll(ctx)
+				return nil, fmt.Errorf("starting %s: %w", c.ID(), err)
+			}
+			started = append(started, c)
+			watchers.Go(func() { p.watchFatal(c, stopWatch) })
+		}
+		return stopAll, nil
+	})
+	undo, err := st.Start(ctx)
+	if err != nil {
+		return err
+	}
+	p.undo = undo
+	p.mu.Lock()
+	p.started = true
+	p.mu.Unlock()
+	return nil
+}
+
+// watchFatal forwards the first fatal error of a component until stop is
+// closed.
+func (p *process) watchFatal(c *lifecycle.Component, stop <-chan struct{}) {
+	var err error
+	select {
+	case err = <-c.Fatal():
+	case <-stop:
+		return
+	}
+	select {
+	case p.fatal <- fmt.Errorf("%s: %w", c.ID(), err):
+	default:
+	}
+}
+
+func connectOptions(cfg *config.Config, kind string, log *slog.Logger, reg prometheus.Registerer, onStatus func(bus.Status)) bus.ConnectOptions {
+	n := cfg.NATS
+	name := n.Name
+	if name == "" {
+		name = "tributary-" + kind
+	}
+	o := bus.ConnectOptions{
+		URL:              n.URL,
+		StoreDir:         n.StoreDir,
+		Listen:           n.Listen,
+		Sync:             bus.SyncMode(n.Sync),
+		SyncInterval:     n.SyncInterval.D(),
+		Name:             name,
+		CredentialsFile:  n.Credentials,
+		NKeySeedFile:     n.NKey,
+		User:             n.User,
+		Password:         n.Password,
+		Token:            n.Token,
+		ConnectTimeout:   n.ConnectTimeout.D(),
+		ReconnectWait:    n.ReconnectWait.D(),
+		MaxReconnectWait: n.MaxReconnectWait.D(),
+		Logger:           log,
+		Registerer:       reg,
+		OnStatus:         onStatus,
+	}
+	if n.TLS != nil {
+		o.TLS = bus.TLSOptions{CAFile: n.TLS.CA, CertFile: n.TLS.Cert, KeyFile: n.TLS.Key}
+	}
+	return o
+}

@@ -1,0 +1,207 @@
+package app_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"go.uber.org/goleak"
+
+	"github.com/tributary/tributary/internal/app"
+	"github.com/tributary/tributary/internal/natstest"
+	"github.com/tributary/tributary/internal/reaction"
+	"github.com/tributary/tributary/pkg/lifecycle"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// syncBuffer is a bytes.Buffer safe for concurrent writes and reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func globals(cfg string) app.Globals {
+	return app.Globals{Config: cfg, Metrics: "127.0.0.1:0", LogFormat: "text", LogLevel: "info", StopTimeout: 10 * time.Second}
+}
+
+func noComponents(context.Context, *app.Runtime) ([]*lifecycle.Component, error) { return nil, nil }
+
+func TestCheckReportsEveryProblemAndExits2(t *testing.T) {
+	cfg := writeConfig(t, "nats:\n  replicas: 2\n  bogus: 1\n")
+	var out, errOut syncBuffer
+	g := globals(cfg)
+	g.Check = true
+	code := app.Binary{Kind: "test", Build: noComponents, Stdout: &out, Stderr: &errOut}.Run(context.Background(), g)
+	if code != app.ExitConfig {
+		t.Fatalf("exit %d, want %d", code, app.ExitConfig)
+	}
+	for _, want := range []string{"nats.replicas", "nats.bogus"} {
+		if !strings.Contains(errOut.String(), want) {
+			t.Errorf("stderr does not name %s:\n%s", want, errOut.String())
+		}
+	}
+}
+
+func TestCheckValidConfigExits0(t *testing.T) {
+	cfg := writeConfig(t, "nats:\n  storeDir: "+t.TempDir()+"\n")
+	var out, errOut syncBuffer
+	g := globals(cfg)
+	g.Check = true
+	if code := (app.Binary{Kind: "test", Build: noComponents, Stdout: &out, Stderr: &errOut}).Run(context.Background(), g); code != app.ExitOK {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	if !strings.Contains(out.String(), "is valid") {
+		t.Fatalf("stdout: %q", out.String())
+	}
+}
+
+// H2 at the binary level: the metrics port is taken, so the first start
+// step fails; nothing is left running (goleak in TestMain) and the error
+// names the step.
+func TestStartFailsWhenMetricsPortIsTaken(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	srv := natstest.Start(t)
+	cfg := writeConfig(t, "nats:\n  url: "+srv.URL()+"\n")
+	g := globals(cfg)
+	g.Metrics = ln.Addr().String()
+	var errOut syncBuffer
+	code := app.Binary{Kind: "test", Build: noComponents, Stderr: &errOut}.Run(context.Background(), g)
+	if code != app.ExitFailed {
+		t.Fatalf("exit %d, want %d", code, app.ExitFailed)
+	}
+	if !strings.Contains(errOut.String(), `start step \"metrics listener\"`) {
+		t.Fatalf("error does not name the step:\n%s", errOut.String())
+	}
+}
+
+// A failure in a later step (the components) undoes the earlier ones: the
+// embedded server is shut down (its store can be opened again) and the
+// metrics port is free again.
+func TestStartFailureInBuildRollsBackEverything(t *testing.T) {
+	store := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cfg := writeConfig(t, "nats:\n  storeDir: "+store+"\n")
+	g := globals(cfg)
+	g.Metrics = addr
+	var errOut syncBuffer
+	failing := func(context.Context, *app.Runtime) ([]*lifecycle.Component, error) {
+		return nil, fmt.Errorf("no such reaction kind")
+	}
+	if code := (app.Binary{Kind: "test", Build: failing, Stderr: &errOut}).Run(context.Background(), g); code != app.ExitFailed {
+		t.Fatalf("exit %d", code)
+	}
+	if !strings.Contains(errOut.String(), `start step \"components\": no such reaction kind`) {
+		t.Fatalf("stderr:\n%s", errOut.String())
+	}
+	ln2, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("metrics port still held after the failed start: %v", err)
+	}
+	ln2.Close()
+}
+
+// A whole run: a log reaction consumes a result published on the bus and
+// writes it; cancelling the context (SIGTERM) drains and exits 0.
+func TestRunDeliversResultsAndStopsCleanly(t *testing.T) {
+	srv := natstest.Start(t)
+	cfg := writeConfig(t, `nats:
+  url: `+srv.URL()+`
+queries:
+  - id: q1
+    sources: [{sourceId: shop}]
+    query: MATCH (o:orders) RETURN o.id AS id
+reactions:
+  - kind: log
+    id: console
+    queries: [q1]
+`)
+	var out, errOut syncBuffer
+	build := func(ctx context.Context, rt *app.Runtime) ([]*lifecycle.Component, error) {
+		comp, err := rt.NewComponent("reaction", "console")
+		if err != nil {
+			return nil, err
+		}
+		l, _ := reaction.NewLog("console", "json", &out)
+		comp.AddStep("results consumer", reaction.ConsumeStep(rt.Bus, comp, reaction.ConsumerOptions(rt.Topology, "console", []string{"q1"}), l))
+		return []*lifecycle.Component{comp}, nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	codeCh := make(chan int, 1)
+	go func() { codeCh <- app.Binary{Kind: "test", Build: build, Stdout: &out, Stderr: &errOut}.Run(ctx, globals(cfg)) }()
+
+	nc, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := nc.JetStream()
+	msg := `{"query":"q1","seq":1,"ts_ms":5,"added":[{"id":7}],"updated":[],"deleted":[]}`
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		// The stream exists once the binary applied its topology.
+		if _, err := js.Publish("tributary.results.q1", []byte(msg), nats.MsgId("q1:1")); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("results stream never appeared; stderr:\n%s", errOut.String())
+		}
+		time.Sleep(50 * time.Millisecond) // polling for the stream to exist
+	}
+	for !strings.Contains(out.String(), `"seq":1`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("result not delivered; stdout %q stderr:\n%s", out.String(), errOut.String())
+		}
+		time.Sleep(20 * time.Millisecond) // polling for the output
+	}
+	if !strings.Contains(out.String(), `"reaction":"console"`) || !strings.Contains(out.String(), `"added":[{"id":7}]`) {
+		t.Fatalf("output: %s", out.String())
+	}
+	cancel()
+	select {
+	case code := <-codeCh:
+		if code != app.ExitOK {
+			t.Fatalf("exit %d; stderr:\n%s", code, errOut.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("did not stop within 30s")
+	}
+}

@@ -1,0 +1,153 @@
+package reaction
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/tributary/tributary/pkg/bus"
+	"github.com/tributary/tributary/pkg/change"
+	"github.com/tributary/tributary/streams"
+)
+
+// Reaction performs the effect of one result message. It returns nil only
+// when the effect succeeded; an error wrapped with bus.Permanent means the
+// result can never succeed (it is dead-lettered); any other error is
+// retried with backoff.
+type Reaction interface {
+	React(ctx context.Context, r *change.Result) error
+}
+
+// ConsumerOptions returns the durable consumer of a reaction: the results
+// of its queries, one at a time in order.
+func ConsumerOptions(topo streams.Topology, reactionID string, queries []string) bus.ConsumerOptions {
+	filters := make([]string, len(queries))
+	for i, q := range queries {
+		filters[i] = topo.ResultSubject(bus.Token(q))
+	}
+	durable := "reaction_" + bus.KeyToken(reactionID)
+	return bus.ConsumerOptions{
+		Stream:            topo.Results.Name,
+		Durable:           durable,
+		FilterSubjects:    filters,
+		DeadLetterSubject: topo.DeadLetterSubject(topo.Results.Name, durable),
+		AckWait:           topo.Consumers.AckWait,
+		MaxDeliver:        topo.Consumers.MaxDeliver,
+		MaxAckPending:     topo.Consumers.MaxAckPending,
+		BackOff:           topo.Consumers.BackOff,
+		Concurrency:       1,
+	}
+}
+
+// Handler adapts a Reaction to a bus handler: it decodes the result
+// strictly (a result that does not decode is permanent: dead letter) and
+// calls the reaction.
+func Handler(r Reaction) bus.Handler {
+	return func(ctx context.Context, d *bus.Delivery) error {
+		res, err := DecodeResult(d.Data)
+		if err != nil {
+			return bus.Permanent(err)
+		}
+		return r.React(ctx, res)
+	}
+}
+
+// DecodeResult parses one result message strictly.
+func DecodeResult(data []byte) (*change.Result, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	dec.DisallowUnknownFields()
+	var r change.Result
+	if err := dec.Decode(&r); err != nil {
+		return nil, fmt.Errorf("decoding result message: %w", err)
+	}
+	if r.Query == "" {
+		return nil, fmt.Errorf("decoding result message: query: missing")
+	}
+	if r.Seq == 0 {
+		return nil, fmt.Errorf("decoding result message: seq: missing (sequences start at 1)")
+	}
+	return &r, nil
+}
+
+// Log writes every result as one JSON line. Redelivered results are written
+// again (a log is at-least-once); every line carries the query and seq, so
+// a reader can drop repeats.
+type Log struct {
+	ID string
+	// Text writes a human-readable summary line before the JSON rows
+	// instead of one JSON object per line.
+	Text bool
+	mu   sync.Mutex
+	w    io.Writer
+}
+
+// NewLog returns a log reaction writing to w in format "json" or "text".
+func NewLog(id, format string, w io.Writer) (*Log, error) {
+	switch format {
+	case "", "json":
+		return &Log{ID: id, w: w}, nil
+	case "text":
+		return &Log{ID: id, Text: true, w: w}, nil
+	}
+	return nil, fmt.Errorf("log reaction %s: format %q is not json or text", id, format)
+}
+
+type logLine struct {
+	Reaction string `json:"reaction"`
+	*change.Result
+}
+
+// React implements Reaction.
+func (l *Log) React(_ context.Context, r *change.Result) error {
+	var line []byte
+	var err error
+	if l.Text {
+		line, err = textLine(l.ID, r)
+	} else {
+		line, err = json.Marshal(logLine{Reaction: l.ID, Result: r})
+		line = append(line, '\n')
+	}
+	if err != nil {
+		return bus.Permanent(fmt.Errorf("encoding result %s/%d: %w", r.Query, r.Seq, err))
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, err := l.w.Write(line); err != nil {
+		return fmt.Errorf("writing result %s/%d: %w", r.Query, r.Seq, err)
+	}
+	return nil
+}
+
+func textLine(id string, r *change.Result) ([]byte, error) {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "reaction=%s query=%s seq=%d added=%d updated=%d deleted=%d\n",
+		id, r.Query, r.Seq, len(r.Added), len(r.Updated), len(r.Deleted))
+	write := func(sign string, v any) error {
+		row, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "  %s %s\n", sign, row)
+		return nil
+	}
+	for _, row := range r.Added {
+		if err := write("+", row); err != nil {
+			return nil, err
+		}
+	}
+	for _, u := range r.Updated {
+		if err := write("~", u); err != nil {
+			return nil, err
+		}
+	}
+	for _, row := range r.Deleted {
+		if err := write("-", row); err != nil {
+			return nil, err
+		}
+	}
+	return b.Bytes(), nil
+}

@@ -1,0 +1,35 @@
+package reaction
+
+import (
+	"context"
+
+	"github.com/tributary/tributary/pkg/bus"
+	"github.com/tributary/tributary/pkg/lifecycle"
+)
+
+// ConsumeStep is the start step that runs r over its durable consumer. A
+// supervised worker of comp stops fetching as soon as the component's
+// lease is lost or it shuts down; the step's undo drains in-flight results
+// within the stop deadline (finished ones are acked, the rest Nak'd for the
+// next instance).
+func ConsumeStep(conn *bus.Conn, comp *lifecycle.Component, opts bus.ConsumerOptions, r Reaction) func(context.Context) (lifecycle.Undo, error) {
+	return func(ctx context.Context) (lifecycle.Undo, error) {
+		cons, err := conn.Consume(ctx, opts, Handler(r))
+		if err != nil {
+			return nil, err
+		}
+		undo := func(ctx context.Context) error {
+			cons.Stop()
+			return cons.Drain(ctx)
+		}
+		if err := comp.Go("results-fence", func(ctx context.Context) error {
+			<-ctx.Done()
+			cons.Stop()
+			return nil
+		}); err != nil {
+			_ = undo(ctx)
+			return nil, err
+		}
+		return undo, nil
+	}
+}
