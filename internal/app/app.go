@@ -181,9 +181,9 @@ func (p *process) onBusStatus(s bus.Status) {
 			if s.Err != nil {
 				reason += ": " + s.Err.Error()
 			}
-			c.SetDegraded(reason)
+			c.Degrade("nats", reason)
 		case bus.StatusReconnected, bus.StatusConnected:
-			c.SetRunning()
+			c.Degrade("nats", "")
 		}
 	}
 }

@@ -166,7 +166,9 @@ reactions:
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	codeCh := make(chan int, 1)
-	go func() { codeCh <- app.Binary{Kind: "test", Build: build, Stdout: &out, Stderr: &errOut}.Run(ctx, globals(cfg)) }()
+	go func() {
+		codeCh <- app.Binary{Kind: "test", Build: build, Stdout: &out, Stderr: &errOut}.Run(ctx, globals(cfg))
+	}()
 
 	nc, err := nats.Connect(srv.URL())
 	if err != nil {

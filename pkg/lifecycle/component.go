@@ -498,6 +498,11 @@ func (c *Component) SetDegraded(reason string) { c.setReason("status", reason) }
 // SetRunning clears what SetDegraded reported.
 func (c *Component) SetRunning() { c.setReason("status", "") }
 
+// Degrade reports an impairment from one cause (e.g. "nats", "postgres"):
+// the component is Degraded while any cause has a reason. An empty reason
+// clears that cause only, so independent causes cannot clear each other.
+func (c *Component) Degrade(cause, reason string) { c.setReason("cause "+cause, reason) }
+
 func (c *Component) setReason(source, reason string) {
 	c.mu.Lock()
 	if reason == "" {

@@ -1,0 +1,126 @@
+// Command source-pg streams Postgres row changes into JetStream through
+// logical replication (pgoutput). It confirms a WAL position to Postgres
+// only after JetStream acknowledged every change up to it.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/alecthomas/kong"
+	"github.com/tributary/tributary/internal/app"
+	"github.com/tributary/tributary/internal/config"
+	"github.com/tributary/tributary/internal/pgsource"
+	"github.com/tributary/tributary/pkg/bus"
+	"github.com/tributary/tributary/pkg/lifecycle"
+)
+
+type cli struct {
+	app.Globals
+}
+
+func main() {
+	var c cli
+	kong.Parse(&c, kong.Name("source-pg"),
+		kong.Description("Capture Postgres changes into NATS JetStream."),
+		kong.Vars{"metricsAddr": "127.0.0.1:9464"})
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	os.Exit(app.Binary{Kind: "source-pg", Build: build}.Run(ctx, c.Globals))
+}
+
+func build(ctx context.Context, rt *app.Runtime) ([]*lifecycle.Component, error) {
+	var comps []*lifecycle.Component
+	for _, src := range rt.Config.Sources {
+		pg := src.Postgres()
+		if pg == nil {
+			return nil, fmt.Errorf("source %s: kind %q is not run by source-pg", src.ID, src.Kind)
+		}
+		comp, err := rt.NewComponent("source", src.ID)
+		if err != nil {
+			return nil, err
+		}
+		comp.AddStep("replication", replicationStep(rt, comp, src.ID, pg))
+		comps = append(comps, comp)
+	}
+	if len(comps) == 0 {
+		return nil, fmt.Errorf("the config has no postgres sources")
+	}
+	return comps, nil
+}
+
+// replicationStep creates the publisher and runs the source as a
+// supervised worker under the component's lease. Stopping the component
+// cancels the worker's context, which stops the source gracefully (final
+// status update with the last durable LSN).
+func replicationStep(rt *app.Runtime, comp *lifecycle.Component, id string, pg *config.PostgresSource) func(context.Context) (lifecycle.Undo, error) {
+	return func(ctx context.Context) (lifecycle.Undo, error) {
+		log := rt.Log.With("component", "source", "id", id)
+		pub, err := rt.Bus.NewPublisher(bus.PublisherOptions{Name: "source_" + id, Logger: log, Registerer: rt.Registry})
+		if err != nil {
+			return nil, err
+		}
+		src, err := pgsource.New(sourceConfig(id, pg), pub, rt.Bus, rt.Topology, pgsource.Options{
+			Logger:     log,
+			Registerer: rt.Registry,
+			OnStatus: func(s pgsource.Status) {
+				switch s.State {
+				case pgsource.StateDegraded:
+					comp.Degrade("postgres", s.Reason)
+				case pgsource.StateStreaming, pgsource.StateSnapshotting:
+					comp.Degrade("postgres", "")
+				}
+			},
+		})
+		if err != nil {
+			_ = pub.Close(ctx)
+			return nil, err
+		}
+		if err := comp.Go("replication", src.Run); err != nil {
+			_ = pub.Close(ctx)
+			return nil, err
+		}
+		// The worker is stopped by the component's supervisor before the
+		// steps are undone; then nothing publishes any more.
+		return pub.Close, nil
+	}
+}
+
+func sourceConfig(id string, pg *config.PostgresSource) pgsource.Config {
+	keys := map[string][]string{}
+	for _, k := range pg.TableKeys {
+		keys[k.Table] = k.KeyColumns
+	}
+	return pgsource.Config{
+		ID:                    id,
+		ConnString:            pg.ConnString(),
+		ReplicationConnString: pg.ReplicationConnString(),
+		Tables:                pg.Tables,
+		PublicationName:       pg.PublicationName,
+		SlotName:              pg.SlotName,
+		Create:                pg.Create,
+		Snapshot:              pgsource.SnapshotMode(pg.Snapshot),
+		TableKeys:             keys,
+		HeartbeatInterval:     pg.HeartbeatInterval.D(),
+		StatusInterval:        pg.StatusInterval.D(),
+		DropSlotOnStop:        pg.DropSlotOnStop,
+		MaxInFlight:           pg.MaxInFlight,
+		BatchMaxMessages:      pg.Batch.MaxMessages,
+		BatchMaxDelay:         pg.Batch.MaxDelay.D(),
+		Timeouts: pgsource.Timeouts{
+			Connect:      pg.Timeouts.Connect.D(),
+			Query:        pg.Timeouts.Query.D(),
+			Snapshot:     pg.Timeouts.Snapshot.D(),
+			SnapshotStep: pg.Timeouts.SnapshotStep.D(),
+			Stop:         pg.Timeouts.Stop.D(),
+		},
+		Backoff: pgsource.Backoff{
+			Initial:    pg.Backoff.Initial.D(),
+			Max:        pg.Backoff.Max.D(),
+			MaxElapsed: pg.Backoff.MaxElapsed.D(),
+		},
+	}
+}
