@@ -1,8 +1,6 @@
 package bus
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -13,38 +11,27 @@ type connMetrics struct {
 }
 
 func newConnMetrics(reg prometheus.Registerer) (*connMetrics, error) {
-	m := &connMetrics{
-		connected: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "tributary_bus_connected",
-			Help: "1 while the client is connected to NATS, 0 otherwise.",
-		}),
-		disconnects: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "tributary_bus_disconnects_total",
-			Help: "Connections to NATS lost.",
-		}),
-		reconnects: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "tributary_bus_reconnects_total",
-			Help: "Connections to NATS re-established after a loss.",
-		}),
+	var m connMetrics
+	var err error
+	// Several connections in one process share a registry: they share the
+	// series too (registerShared returns the collector registered first).
+	if m.connected, err = registerShared(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "tributary_bus_connected",
+		Help: "1 while the client is connected to NATS, 0 otherwise.",
+	})); err != nil {
+		return nil, err
 	}
-	for _, c := range []prometheus.Collector{m.connected, m.disconnects, m.reconnects} {
-		if err := register(reg, c); err != nil {
-			return nil, err
-		}
+	if m.disconnects, err = registerShared(reg, prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tributary_bus_disconnects_total",
+		Help: "Connections to NATS lost.",
+	})); err != nil {
+		return nil, err
 	}
-	return m, nil
-}
-
-// register registers c, or reuses the collector already registered under
-// the same description (several connections or publishers in one process
-// share a registry).
-func register(reg prometheus.Registerer, c prometheus.Collector) error {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			return nil
-		}
-		return err
+	if m.reconnects, err = registerShared(reg, prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tributary_bus_reconnects_total",
+		Help: "Connections to NATS re-established after a loss.",
+	})); err != nil {
+		return nil, err
 	}
-	return nil
+	return &m, nil
 }

@@ -79,12 +79,14 @@ type Publisher struct {
 	stop    chan struct{}
 	done    chan struct{}
 
-	mu        sync.Mutex // guards the fields below
-	incoming  []*pubEntry
-	lastPos   uint64
-	closed    bool
-	err       error
 	closeOnce sync.Once
+	closeErr  error // set once by Close
+
+	mu       sync.Mutex // guards the fields below
+	incoming []*pubEntry
+	lastPos  uint64
+	closed   bool
+	err      error
 
 	outMu    sync.Mutex // guards outcomes; never held while calling the client
 	outcomes []pubOutcome
@@ -287,29 +289,31 @@ func (p *Publisher) Err() error {
 // message given to Publish is acknowledged; then it stops the publisher's
 // goroutine. If ctx ends first the error says how many messages were left
 // unacknowledged (AckedThrough tells which). After a permanent failure it
-// returns that failure (wrapping ErrPublisherFailed). Safe to call twice.
+// returns that failure (wrapping ErrPublisherFailed). Later calls return
+// the first call's result.
 func (p *Publisher) Close(ctx context.Context) error {
-	p.mu.Lock()
-	if !p.closed {
+	p.closeOnce.Do(func() {
+		p.mu.Lock()
 		p.closed = true
 		close(p.closing)
-	}
-	p.mu.Unlock()
-	p.signal()
-	var err error
-	select {
-	case <-p.drained:
-	case <-p.failed:
-	case <-ctx.Done():
-		err = fmt.Errorf("closing publisher %s: %d messages left unacknowledged after position %d: %w",
-			p.opts.Name, len(p.slots), p.AckedThrough(), ctx.Err())
-	}
-	p.closeOnce.Do(func() { close(p.stop) })
-	<-p.done
-	if ferr := p.Err(); ferr != nil {
-		return p.failedErr()
-	}
-	return err
+		p.mu.Unlock()
+		p.signal()
+		var err error
+		select {
+		case <-p.drained:
+		case <-p.failed:
+		case <-ctx.Done():
+			err = fmt.Errorf("closing publisher %s: %d messages left unacknowledged after position %d: %w",
+				p.opts.Name, len(p.slots), p.AckedThrough(), ctx.Err())
+		}
+		close(p.stop)
+		<-p.done
+		if p.Err() != nil {
+			err = p.failedErr()
+		}
+		p.closeErr = err
+	})
+	return p.closeErr
 }
 
 func (p *Publisher) failedErr() error {
