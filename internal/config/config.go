@@ -67,6 +67,11 @@ type NATSConfig struct {
 	// Replicas of every stream and bucket: 1 (default), 3 or 5; must be 1 for
 	// the embedded server.
 	Replicas int `yaml:"replicas"`
+	// LeaseTTL is how long a component's single-active lease lives without
+	// renewal: after a crash, a standby instance takes over within it.
+	// Default 10s, at least 1s. It is the lease bucket's TTL, fixed when the
+	// bucket is created: changing it later is reported as a conflict.
+	LeaseTTL Duration `yaml:"leaseTTL"`
 	// Name is the client connection name shown by the server. Default: the
 	// binary's choice.
 	Name string `yaml:"name"`

@@ -666,7 +666,7 @@ func TestNATSListen(t *testing.T) {
 		t.Fatalf("valid listen: %v", err)
 	}
 	for doc, want := range map[string]string{
-		"nats:\n  listen: nope\n":                                   "nats.listen: must be host:port",
+		"nats:\n  listen: nope\n":                                 "nats.listen: must be host:port",
 		"nats:\n  url: nats://a:4222\n  listen: 127.0.0.1:4222\n": "nats.listen: only used by the embedded server",
 	} {
 		_, err := Parse([]byte(doc), func(string) (string, bool) { return "", false })

@@ -56,6 +56,7 @@ func (n *NATSConfig) applyDefaults() {
 	}
 	setString(&n.SubjectPrefix, "tributary")
 	setInt(&n.Replicas, 1)
+	setDuration(&n.LeaseTTL, 10*time.Second)
 	setDuration(&n.ConnectTimeout, 10*time.Second)
 	setDuration(&n.ReconnectWait, 250*time.Millisecond)
 	setDuration(&n.MaxReconnectWait, 10*time.Second)

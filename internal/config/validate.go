@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 )
 
 var (
@@ -160,6 +161,9 @@ func (n *NATSConfig) validate(ps *problems, path string) {
 	}
 	if embedded && strings.TrimSpace(n.StoreDir) == "" {
 		ps.add(join(path, "storeDir"), "required for the embedded server")
+	}
+	if n.LeaseTTL.D() < time.Second {
+		ps.add(join(path, "leaseTTL"), "must be at least 1s")
 	}
 	if n.Listen != "" {
 		if !embedded {
