@@ -58,7 +58,7 @@ func build(ctx context.Context, rt *app.Runtime) ([]*lifecycle.Component, error)
 // status update with the last durable LSN).
 func replicationStep(rt *app.Runtime, comp *lifecycle.Component, id string, pg *config.PostgresSource) func(context.Context) (lifecycle.Undo, error) {
 	return func(ctx context.Context) (lifecycle.Undo, error) {
-		log := rt.Log.With("component", "source", "id", id)
+		log := rt.Log // pgsource adds the component and id attributes
 		pub, err := rt.Bus.NewPublisher(bus.PublisherOptions{Name: "source_" + id, Logger: log, Registerer: rt.Registry})
 		if err != nil {
 			return nil, err

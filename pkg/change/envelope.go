@@ -36,7 +36,7 @@ const (
 // source.
 type Element struct {
 	Type       string         `json:"type"`
-	ID         string         `json:"id"`
+	ID         string         `json:"id,omitempty"`
 	Labels     []string       `json:"labels"`
 	Properties map[string]any `json:"properties,omitempty"`
 	From       string         `json:"from,omitempty"`

@@ -1,0 +1,341 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/nats-io/nats.go"
+	"github.com/tributary/tributary/internal/natstest"
+	"github.com/tributary/tributary/pkg/change"
+)
+
+// rowEvent is one committed change of one row, as the writer saw it.
+type rowEvent struct {
+	Op      change.Op
+	Version int64
+}
+
+func (e rowEvent) String() string { return fmt.Sprintf("%s@%d", e.Op, e.Version) }
+
+// writer commits mixed transactions on table items(id, version, payload)
+// and records, per row, the changes that committed, in commit order.
+type writer struct {
+	conn   *pgx.Conn
+	rng    *rand.Rand
+	nextID int64
+	live   []int64 // ids present now
+	events map[int64][]rowEvent
+	total  int
+}
+
+func newWriter(ctx context.Context, t *testing.T, dsn string, seed uint64) *writer {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return &writer{conn: conn, rng: rand.New(rand.NewPCG(seed, 1)), nextID: 1, events: map[int64][]rowEvent{}}
+}
+
+// tx runs one random transaction of 1-8 statements: single and multi-row
+// inserts, updates and deletes. The model is updated only after COMMIT.
+func (w *writer) tx(ctx context.Context) error {
+	tx, err := w.conn.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx)
+	pending := map[int64][]rowEvent{}
+	live := slices.Clone(w.live)
+	nextID := w.nextID
+	n := 0
+	pick := func(k int) []int64 {
+		if len(live) == 0 {
+			return nil
+		}
+		out := map[int64]bool{}
+		for i := 0; i < k; i++ {
+			out[live[w.rng.IntN(len(live))]] = true
+		}
+		ids := make([]int64, 0, len(out))
+		for id := range out {
+			ids = append(ids, id)
+		}
+		return ids
+	}
+	for s := 0; s < 1+w.rng.IntN(8); s++ {
+		switch r := w.rng.IntN(10); {
+		case r < 4 || len(live) < 5: // insert 1..20 rows in one statement
+			k := int64(1 + w.rng.IntN(20))
+			rows, err := tx.Query(ctx, `INSERT INTO items(id, version, payload)
+				SELECT g, 1, repeat('x', (g % 50)::int) FROM generate_series($1::bigint, $2::bigint) g RETURNING id`, nextID, nextID+k-1)
+			if err != nil {
+				return err
+			}
+			ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+			if err != nil {
+				return err
+			}
+			for _, id := range ids {
+				pending[id] = append(pending[id], rowEvent{change.OpInsert, 1})
+				live = append(live, id)
+			}
+			nextID += k
+			n += len(ids)
+		case r < 8: // update 1..10 rows in one statement
+			ids := pick(1 + w.rng.IntN(10))
+			rows, err := tx.Query(ctx, `UPDATE items SET version = version + 1, payload = payload || 'y' WHERE id = ANY($1) RETURNING id, version`, ids)
+			if err != nil {
+				return err
+			}
+			type iv struct {
+				ID      int64
+				Version int64
+			}
+			got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[iv])
+			if err != nil {
+				return err
+			}
+			for _, g := range got {
+				pending[g.ID] = append(pending[g.ID], rowEvent{change.OpUpdate, g.Version})
+			}
+			n += len(got)
+		default: // delete 1..5 rows in one statement
+			ids := pick(1 + w.rng.IntN(5))
+			rows, err := tx.Query(ctx, `DELETE FROM items WHERE id = ANY($1) RETURNING id, version`, ids)
+			if err != nil {
+				return err
+			}
+			type iv struct {
+				ID      int64
+				Version int64
+			}
+			got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[iv])
+			if err != nil {
+				return err
+			}
+			for _, g := range got {
+				pending[g.ID] = append(pending[g.ID], rowEvent{change.OpDelete, g.Version})
+				live = slices.DeleteFunc(live, func(x int64) bool { return x == g.ID })
+			}
+			n += len(got)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return err
+	}
+	for id, evs := range pending {
+		w.events[id] = append(w.events[id], evs...)
+	}
+	w.live, w.nextID = live, nextID
+	w.total += n
+	return nil
+}
+
+func sourceConfig(t *testing.T, natsURL, dsn string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "source.yaml")
+	body := fmt.Sprintf(`nats:
+  url: %s
+  leaseTTL: 2s
+sources:
+  - kind: postgres
+    id: shop
+    connectionString: %q
+    tables: [items]
+    create: true
+    snapshot: initial
+    heartbeatInterval: 1s
+    statusInterval: 1s
+    backoff: {initial: 100ms, max: 1s}
+`, natsURL, dsn)
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// streamEvents reads every change of source "shop" from the stream, in
+// stream order, and checks positions only grow.
+func streamEvents(ctx context.Context, t *testing.T, js jetstream.JetStream) (map[int64][]rowEvent, int) {
+	t.Helper()
+	cons, err := js.OrderedConsumer(ctx, "TRIBUTARY_CHANGES", jetstream.OrderedConsumerConfig{FilterSubjects: []string{"tributary.changes.shop.>"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := js.Stream(ctx, "TRIBUTARY_CHANGES")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := info.CachedInfo().State.Msgs
+	got := map[int64][]rowEvent{}
+	last := ""
+	seen := map[string]bool{}
+	truncates := 0
+	for n := uint64(0); n < want; n++ {
+		m, err := cons.Next(jetstream.FetchMaxWait(10 * time.Second))
+		if err != nil {
+			t.Fatalf("reading change %d of %d: %v", n+1, want, err)
+		}
+		env, err := change.Decode(m.Data())
+		if err != nil {
+			t.Fatalf("stream holds an invalid envelope: %v", err)
+		}
+		if env.Op == change.OpTruncate {
+			// The initial snapshot starts by clearing the label: harmless
+			// here (the table was empty), but only before any row change.
+			if len(got) > 0 {
+				t.Fatalf("unexpected truncate at stream sequence %d", mustSeq(m))
+			}
+			truncates++
+			continue
+		}
+		if seen[env.Position] {
+			t.Fatalf("position %s (%s %s) stored twice, at stream sequence %d", env.Position, env.Op, env.Element.ID, mustSeq(m))
+		}
+		seen[env.Position] = true
+		if change.ComparePositions(env.Position, last) <= 0 {
+			t.Errorf("position %s (%s %s, stream sequence %d) after %s: not in commit order", env.Position, env.Op, env.Element.ID, mustSeq(m), last)
+		}
+		last = env.Position
+		var id int64
+		if _, err := fmt.Sscanf(env.Element.ID, "items:%d", &id); err != nil {
+			t.Fatalf("unexpected envelope at stream sequence %d on %s: %s", mustSeq(m), m.Subject(), m.Data())
+		}
+		props := env.Element.Properties
+		if env.Op == change.OpDelete {
+			props = env.Before
+		}
+		v, err := props["version"].(interface{ Int64() (int64, error) }).Int64()
+		if err != nil {
+			t.Fatalf("version of %s: %v", env.Element.ID, err)
+		}
+		got[id] = append(got[id], rowEvent{env.Op, v})
+	}
+	return got, int(want) - truncates
+}
+
+// Kill -9 the source process at random points while a writer commits
+// 20,000 row changes in mixed transactions; restart it each time. The
+// stream must hold every committed change exactly once, in commit order.
+func TestSourceSurvivesKill9(t *testing.T) {
+	ctx := context.Background()
+	dsn := pg.CreateDatabase(ctx, t, "")
+	setup, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := setup.Exec(ctx, `CREATE TABLE items(id bigint PRIMARY KEY, version bigint NOT NULL, payload text NOT NULL);
+		ALTER TABLE items REPLICA IDENTITY FULL`); err != nil {
+		t.Fatal(err)
+	}
+	setup.Close(ctx)
+
+	srv := natstest.Start(t)
+	cfg := sourceConfig(t, srv.URL(), dsn)
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 2))
+
+	src := Start(t, "source-pg", "--config", cfg, "--metrics", "127.0.0.1:0")
+	// The writer starts once the snapshot is done: the model below counts
+	// versions from each row's insert.
+	WaitFor(ctx, t, 60*time.Second, "source-pg streaming", func() (bool, error) {
+		return strings.Contains(src.Log(), "msg=streaming"), nil
+	})
+
+	w := newWriter(ctx, t, dsn, seed)
+	const target = 20000
+	done := make(chan error, 1)
+	go func() {
+		for w.total < target {
+			if err := w.tx(ctx); err != nil {
+				done <- err
+				return
+			}
+			// Pace the writer so the run spans several kill points.
+			time.Sleep(time.Duration(rng.IntN(60)) * time.Millisecond)
+		}
+		done <- nil
+	}()
+
+	kills := 0
+	var werr error
+writing:
+	for {
+		// Kill at a random moment: the fault injected here.
+		select {
+		case werr = <-done:
+			break writing
+		case <-time.After(time.Duration(300+rng.IntN(2500)) * time.Millisecond):
+		}
+		src.Kill()
+		kills++
+		src = Start(t, "source-pg", "--config", cfg, "--metrics", "127.0.0.1:0")
+	}
+	if werr != nil {
+		t.Fatalf("writer: %v", werr)
+	}
+	t.Logf("writer committed %d row changes on %d rows; source killed %d times", w.total, len(w.events), kills)
+	if kills < 3 {
+		t.Fatalf("only %d kill points: the test did not exercise restarts", kills)
+	}
+
+	nc, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	WaitFor(ctx, t, 120*time.Second, "every committed change in the stream", func() (bool, error) {
+		info, err := js.Stream(ctx, "TRIBUTARY_CHANGES")
+		if err != nil {
+			return false, err
+		}
+		n := info.CachedInfo().State.Msgs
+		// More than committed: stop waiting; the comparison below names
+		// the duplicates.
+		return n >= uint64(w.total)+1, fmt.Errorf("%d of %d (+1 truncate before the snapshot)", n, w.total)
+	})
+	got, n := streamEvents(ctx, t, js)
+	for id, want := range w.events {
+		if !slices.Equal(got[id], want) {
+			t.Errorf("row %d: stream has %v, committed %v", id, got[id], want)
+		}
+	}
+	if n != w.total {
+		t.Fatalf("read %d changes, want %d", n, w.total)
+	}
+	if len(got) != len(w.events) {
+		t.Fatalf("stream has changes of %d rows, committed %d", len(got), len(w.events))
+	}
+	if code, err := src.Terminate(60 * time.Second); err != nil || code != 0 {
+		t.Fatalf("SIGTERM: exit %d, %v", code, err)
+	}
+	// Nothing more arrived while the last source ran and stopped.
+	info, err := js.Stream(ctx, "TRIBUTARY_CHANGES")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := info.CachedInfo().State.Msgs; n != uint64(w.total)+1 {
+		t.Fatalf("after the stop the stream holds %d messages, want %d", n, w.total+1)
+	}
+}
+
+func mustSeq(m jetstream.Msg) uint64 {
+	md, err := m.Metadata()
+	if err != nil {
+		return 0
+	}
+	return md.Sequence.Stream
+}
