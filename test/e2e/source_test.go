@@ -30,7 +30,9 @@ func (e rowEvent) String() string { return fmt.Sprintf("%s@%d", e.Op, e.Version)
 // writer commits mixed transactions on table items(id, version, payload)
 // and records, per row, the changes that committed, in commit order.
 type writer struct {
+	dsn    string
 	conn   *pgx.Conn
+	txn    int64 // transactions attempted; each writes its number to txlog
 	rng    *rand.Rand
 	nextID int64
 	live   []int64 // ids present now
@@ -44,21 +46,71 @@ func newWriter(ctx context.Context, t *testing.T, dsn string, seed uint64) *writ
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close(context.Background()) })
-	return &writer{conn: conn, rng: rand.New(rand.NewPCG(seed, 1)), nextID: 1, events: map[int64][]rowEvent{}}
+	w := &writer{dsn: dsn, conn: conn, rng: rand.New(rand.NewPCG(seed, 1)), nextID: 1, events: map[int64][]rowEvent{}}
+	t.Cleanup(func() {
+		if w.conn != nil {
+			w.conn.Close(context.Background())
+		}
+	})
+	return w
+}
+
+// step runs one transaction. When the connection fails (Postgres restarted
+// under it) it reconnects and learns from txlog whether the transaction
+// committed, so the model stays exact even when COMMIT's answer was lost.
+func (w *writer) step(ctx context.Context) error {
+	w.txn++
+	pending, live, nextID, n, err := w.tx(ctx)
+	if err == nil {
+		w.apply(pending, live, nextID, n)
+		return nil
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if w.conn != nil {
+			w.conn.Close(ctx)
+		}
+		w.conn, err = pgx.Connect(ctx, w.dsn)
+		if err == nil {
+			var committed bool
+			err = w.conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM txlog WHERE n = $1)`, w.txn).Scan(&committed)
+			if err == nil {
+				if committed {
+					w.apply(pending, live, nextID, n)
+				}
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("reconnecting the writer: %w", err)
+		}
+		time.Sleep(100 * time.Millisecond) // Postgres is restarting: retry
+	}
+}
+
+func (w *writer) apply(pending map[int64][]rowEvent, live []int64, nextID int64, n int) {
+	for id, evs := range pending {
+		w.events[id] = append(w.events[id], evs...)
+	}
+	w.live, w.nextID = live, nextID
+	w.total += n
 }
 
 // tx runs one random transaction of 1-8 statements: single and multi-row
-// inserts, updates and deletes. The model is updated only after COMMIT.
-func (w *writer) tx(ctx context.Context) error {
+// inserts, updates and deletes, and returns what it did; the caller applies
+// it to the model once it knows the transaction committed.
+func (w *writer) tx(ctx context.Context) (pending map[int64][]rowEvent, live []int64, nextID int64, n int, err error) {
+	pending = map[int64][]rowEvent{}
+	live = slices.Clone(w.live)
+	nextID = w.nextID
 	tx, err := w.conn.Begin(ctx)
 	if err != nil {
-		return err
+		return
 	}
 	defer tx.Rollback(ctx)
-	pending := map[int64][]rowEvent{}
-	live := slices.Clone(w.live)
-	nextID := w.nextID
-	n := 0
+	if _, err = tx.Exec(ctx, `INSERT INTO txlog(n) VALUES ($1)`, w.txn); err != nil {
+		return
+	}
 	pick := func(k int) []int64 {
 		if len(live) == 0 {
 			return nil
@@ -77,14 +129,16 @@ func (w *writer) tx(ctx context.Context) error {
 		switch r := w.rng.IntN(10); {
 		case r < 4 || len(live) < 5: // insert 1..20 rows in one statement
 			k := int64(1 + w.rng.IntN(20))
-			rows, err := tx.Query(ctx, `INSERT INTO items(id, version, payload)
+			var rows pgx.Rows
+			rows, err = tx.Query(ctx, `INSERT INTO items(id, version, payload)
 				SELECT g, 1, repeat('x', (g % 50)::int) FROM generate_series($1::bigint, $2::bigint) g RETURNING id`, nextID, nextID+k-1)
 			if err != nil {
-				return err
+				return
 			}
-			ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+			var ids []int64
+			ids, err = pgx.CollectRows(rows, pgx.RowTo[int64])
 			if err != nil {
-				return err
+				return
 			}
 			for _, id := range ids {
 				pending[id] = append(pending[id], rowEvent{change.OpInsert, 1})
@@ -94,17 +148,19 @@ func (w *writer) tx(ctx context.Context) error {
 			n += len(ids)
 		case r < 8: // update 1..10 rows in one statement
 			ids := pick(1 + w.rng.IntN(10))
-			rows, err := tx.Query(ctx, `UPDATE items SET version = version + 1, payload = payload || 'y' WHERE id = ANY($1) RETURNING id, version`, ids)
+			var rows pgx.Rows
+			rows, err = tx.Query(ctx, `UPDATE items SET version = version + 1, payload = payload || 'y' WHERE id = ANY($1) RETURNING id, version`, ids)
 			if err != nil {
-				return err
+				return
 			}
 			type iv struct {
 				ID      int64
 				Version int64
 			}
-			got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[iv])
+			var got []iv
+			got, err = pgx.CollectRows(rows, pgx.RowToStructByPos[iv])
 			if err != nil {
-				return err
+				return
 			}
 			for _, g := range got {
 				pending[g.ID] = append(pending[g.ID], rowEvent{change.OpUpdate, g.Version})
@@ -112,17 +168,19 @@ func (w *writer) tx(ctx context.Context) error {
 			n += len(got)
 		default: // delete 1..5 rows in one statement
 			ids := pick(1 + w.rng.IntN(5))
-			rows, err := tx.Query(ctx, `DELETE FROM items WHERE id = ANY($1) RETURNING id, version`, ids)
+			var rows pgx.Rows
+			rows, err = tx.Query(ctx, `DELETE FROM items WHERE id = ANY($1) RETURNING id, version`, ids)
 			if err != nil {
-				return err
+				return
 			}
 			type iv struct {
 				ID      int64
 				Version int64
 			}
-			got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[iv])
+			var got []iv
+			got, err = pgx.CollectRows(rows, pgx.RowToStructByPos[iv])
 			if err != nil {
-				return err
+				return
 			}
 			for _, g := range got {
 				pending[g.ID] = append(pending[g.ID], rowEvent{change.OpDelete, g.Version})
@@ -131,15 +189,8 @@ func (w *writer) tx(ctx context.Context) error {
 			n += len(got)
 		}
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return err
-	}
-	for id, evs := range pending {
-		w.events[id] = append(w.events[id], evs...)
-	}
-	w.live, w.nextID = live, nextID
-	w.total += n
-	return nil
+	err = tx.Commit(ctx)
+	return
 }
 
 func sourceConfig(t *testing.T, natsURL, dsn string) string {
@@ -225,10 +276,24 @@ func streamEvents(ctx context.Context, t *testing.T, js jetstream.JetStream) (ma
 	return got, int(want) - truncates
 }
 
-// Kill -9 the source process at random points while a writer commits
-// 20,000 row changes in mixed transactions; restart it each time. The
-// stream must hold every committed change exactly once, in commit order.
-func TestSourceSurvivesKill9(t *testing.T) {
+// faultRun is one whole-system run of source-pg under repeated faults.
+type faultRun struct {
+	t   *testing.T
+	cfg string
+	src *Process
+	dsn string
+}
+
+// startSource starts a source-pg process and returns it.
+func (r *faultRun) startSource() {
+	r.src = Start(r.t, "source-pg", "--config", r.cfg, "--metrics", "127.0.0.1:0")
+}
+
+// runSourceUnderFaults: a writer commits 20,000 row changes in mixed
+// transactions while fault is injected at random moments (each time after
+// 0.3-2.8 s). The stream must then hold every committed change exactly once,
+// in commit order per row, and nothing else but the snapshot's truncate.
+func runSourceUnderFaults(t *testing.T, minFaults int, fault func(ctx context.Context, r *faultRun)) {
 	ctx := context.Background()
 	dsn := pg.CreateDatabase(ctx, t, "")
 	setup, err := pgx.Connect(ctx, dsn)
@@ -236,22 +301,23 @@ func TestSourceSurvivesKill9(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := setup.Exec(ctx, `CREATE TABLE items(id bigint PRIMARY KEY, version bigint NOT NULL, payload text NOT NULL);
-		ALTER TABLE items REPLICA IDENTITY FULL`); err != nil {
+		ALTER TABLE items REPLICA IDENTITY FULL;
+		CREATE TABLE txlog(n bigint PRIMARY KEY)`); err != nil {
 		t.Fatal(err)
 	}
 	setup.Close(ctx)
 
 	srv := natstest.Start(t)
-	cfg := sourceConfig(t, srv.URL(), dsn)
+	r := &faultRun{t: t, cfg: sourceConfig(t, srv.URL(), dsn), dsn: dsn}
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 2))
 
-	src := Start(t, "source-pg", "--config", cfg, "--metrics", "127.0.0.1:0")
+	r.startSource()
 	// The writer starts once the snapshot is done: the model below counts
 	// versions from each row's insert.
 	WaitFor(ctx, t, 60*time.Second, "source-pg streaming", func() (bool, error) {
-		return strings.Contains(src.Log(), "msg=streaming"), nil
+		return strings.Contains(r.src.Log(), "msg=streaming"), nil
 	})
 
 	w := newWriter(ctx, t, dsn, seed)
@@ -259,36 +325,34 @@ func TestSourceSurvivesKill9(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		for w.total < target {
-			if err := w.tx(ctx); err != nil {
+			if err := w.step(ctx); err != nil {
 				done <- err
 				return
 			}
-			// Pace the writer so the run spans several kill points.
+			// Pace the writer so the run spans several fault points.
 			time.Sleep(time.Duration(rng.IntN(60)) * time.Millisecond)
 		}
 		done <- nil
 	}()
 
-	kills := 0
+	faults := 0
 	var werr error
 writing:
 	for {
-		// Kill at a random moment: the fault injected here.
 		select {
 		case werr = <-done:
 			break writing
 		case <-time.After(time.Duration(300+rng.IntN(2500)) * time.Millisecond):
 		}
-		src.Kill()
-		kills++
-		src = Start(t, "source-pg", "--config", cfg, "--metrics", "127.0.0.1:0")
+		fault(ctx, r)
+		faults++
 	}
 	if werr != nil {
 		t.Fatalf("writer: %v", werr)
 	}
-	t.Logf("writer committed %d row changes on %d rows; source killed %d times", w.total, len(w.events), kills)
-	if kills < 3 {
-		t.Fatalf("only %d kill points: the test did not exercise restarts", kills)
+	t.Logf("writer committed %d row changes on %d rows in %d transactions; %d faults", w.total, len(w.events), w.txn, faults)
+	if faults < minFaults {
+		t.Fatalf("only %d faults: the test did not exercise recovery", faults)
 	}
 
 	nc, err := nats.Connect(srv.URL())
@@ -319,7 +383,7 @@ writing:
 	if len(got) != len(w.events) {
 		t.Fatalf("stream has changes of %d rows, committed %d", len(got), len(w.events))
 	}
-	if code, err := src.Terminate(60 * time.Second); err != nil || code != 0 {
+	if code, err := r.src.Terminate(60 * time.Second); err != nil || code != 0 {
 		t.Fatalf("SIGTERM: exit %d, %v", code, err)
 	}
 	// Nothing more arrived while the last source ran and stopped.
@@ -330,6 +394,37 @@ writing:
 	if n := info.CachedInfo().State.Msgs; n != uint64(w.total)+1 {
 		t.Fatalf("after the stop the stream holds %d messages, want %d", n, w.total+1)
 	}
+}
+
+// Kill -9 the source process at random points and restart it at once.
+func TestSourceSurvivesKill9(t *testing.T) {
+	runSourceUnderFaults(t, 5, func(ctx context.Context, r *faultRun) {
+		r.src.Kill()
+		r.startSource()
+	})
+}
+
+// Terminate the walsender (pg_terminate_backend) mid-stream.
+func TestSourceSurvivesWalsenderTermination(t *testing.T) {
+	runSourceUnderFaults(t, 5, func(ctx context.Context, r *faultRun) {
+		conn, err := pgx.Connect(ctx, r.dsn)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = 'tributary_shop' AND active_pid IS NOT NULL`); err != nil {
+			r.t.Fatal(err)
+		}
+	})
+}
+
+// Restart Postgres (fast shutdown, start on the same port) mid-stream.
+func TestSourceSurvivesPostgresRestart(t *testing.T) {
+	runSourceUnderFaults(t, 3, func(ctx context.Context, r *faultRun) {
+		if err := pg.Restart(ctx); err != nil {
+			r.t.Fatal(err)
+		}
+	})
 }
 
 func mustSeq(m jetstream.Msg) uint64 {
