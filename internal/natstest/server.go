@@ -20,6 +20,9 @@ type Server struct {
 type Options struct {
 	// SyncAlways fsyncs every JetStream write (the production default).
 	SyncAlways bool
+	// Configure, when set, adjusts the server options before the start
+	// (authentication, TLS, limits).
+	Configure func(*server.Options)
 }
 
 // Start runs a one-node JetStream server for the test on a random loopback
@@ -40,6 +43,9 @@ func Start(t testing.TB, o ...Options) *Server {
 		NoLog:      true,
 		SyncAlways: opt.SyncAlways,
 	}}
+	if opt.Configure != nil {
+		opt.Configure(&s.opts)
+	}
 	s.start()
 	// Keep the port for restarts, so clients reconnect to the same URL.
 	s.opts.Port = s.srv.Addr().(*net.TCPAddr).Port

@@ -198,12 +198,14 @@ func (o *ConnectOptions) validate() error {
 // returns once JetStream answers. The initial connection is retried with
 // capped exponential backoff until ConnectTimeout or ctx ends; afterwards
 // the client reconnects forever. On error nothing is left running.
-func Connect(ctx context.Context, opts ConnectOptions) (c *Conn, err error) {
+func Connect(ctx context.Context, opts ConnectOptions) (_ *Conn, err error) {
 	opts.setDefaults()
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
-	c = &Conn{opts: opts, log: opts.Logger}
+	// c is not the named result: a failed Connect returns nil and still
+	// shuts down what c started.
+	c := &Conn{opts: opts, log: opts.Logger}
 	c.metrics, err = newConnMetrics(opts.Registerer)
 	if err != nil {
 		return nil, err

@@ -136,3 +136,22 @@ func TestTokenEscapesSubjectSyntax(t *testing.T) {
 		}
 	}
 }
+
+// A failed embedded start returns the reason and leaves nothing running
+// (goleak in TestMain checks the server's goroutines are gone).
+func TestConnectEmbeddedFailureCleansUp(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "not-a-dir")
+	if err := os.WriteFile(file, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	c, err := bus.Connect(ctx, bus.ConnectOptions{StoreDir: file, ConnectTimeout: 3 * time.Second})
+	if err == nil {
+		c.Close(ctx)
+		t.Fatal("the embedded server started on a store dir that is a file")
+	}
+	if c != nil {
+		t.Fatal("a failed Connect returned a connection")
+	}
+}
