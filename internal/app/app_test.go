@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -205,5 +206,46 @@ reactions:
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("did not stop within 30s")
+	}
+}
+
+// C1 at the process boundary: a worker that keeps failing is restarted with
+// backoff until the supervisor gives up; then the binary stops everything
+// and exits non-zero.
+func TestComponentThatGivesUpEndsTheProcessNonZero(t *testing.T) {
+	srv := natstest.Start(t)
+	cfg := writeConfig(t, "nats:\n  url: "+srv.URL()+"\n")
+	var errOut syncBuffer
+	var attempts atomic.Int32
+	build := func(ctx context.Context, rt *app.Runtime) ([]*lifecycle.Component, error) {
+		comp, err := rt.NewComponent("test", "failing")
+		if err != nil {
+			return nil, err
+		}
+		comp.AddStep("worker", func(ctx context.Context) (lifecycle.Undo, error) {
+			return nil, comp.Go("always-fails", func(ctx context.Context) error {
+				attempts.Add(1)
+				return fmt.Errorf("cannot reach the database")
+			})
+		})
+		return []*lifecycle.Component{comp}, nil
+	}
+	done := make(chan int, 1)
+	go func() {
+		done <- app.Binary{Kind: "test", Build: build, Stderr: &errOut}.Run(context.Background(), globals(cfg))
+	}()
+	select {
+	case code := <-done:
+		if code != app.ExitFailed {
+			t.Fatalf("exit %d, want %d\n%s", code, app.ExitFailed, errOut.String())
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the process did not end; stderr:\n%s", errOut.String())
+	}
+	if n := attempts.Load(); n < 2 {
+		t.Fatalf("the worker ran %d times: it was not restarted before giving up", n)
+	}
+	if !strings.Contains(errOut.String(), "a component gave up") || !strings.Contains(errOut.String(), "cannot reach the database") {
+		t.Fatalf("stderr does not say why:\n%s", errOut.String())
 	}
 }
