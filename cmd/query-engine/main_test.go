@@ -1,0 +1,53 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestMain lets the tests run the real command: the test binary re-executes
+// itself with QUERY_ENGINE_MAIN=1 and the command line under test.
+func TestMain(m *testing.M) {
+	if os.Getenv("QUERY_ENGINE_MAIN") == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func runCLI(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "QUERY_ENGINE_MAIN=1")
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return string(out), 0
+	case errors.As(err, &exit):
+		return string(out), exit.ExitCode()
+	}
+	t.Fatalf("run %v: %v", args, err)
+	return "", -1
+}
+
+func TestTestCommand(t *testing.T) {
+	out, code := runCLI(t, "test", "../../test/scenarios/filter.yaml", "../../test/scenarios/joins.yaml")
+	if code != 0 || !strings.Contains(out, "ok   ../../test/scenarios/filter.yaml") {
+		t.Fatalf("exit %d, output:\n%s", code, out)
+	}
+	out, code = runCLI(t, "test", "../../test/scenarios/filter.yaml", "../../internal/scenario/testdata/wrong.yaml")
+	if code != 1 || !strings.Contains(out, "FAIL ../../internal/scenario/testdata/wrong.yaml") || !strings.Contains(out, "expected:") {
+		t.Fatalf("exit %d, output:\n%s", code, out)
+	}
+	out, code = runCLI(t, "test", "no-such-file.yaml")
+	if code != 1 || !strings.Contains(out, "no-such-file.yaml") {
+		t.Fatalf("exit %d, output:\n%s", code, out)
+	}
+	if _, code = runCLI(t, "frobnicate"); code == 0 {
+		t.Fatal("unknown subcommand exited 0")
+	}
+}
