@@ -51,3 +51,45 @@ func TestTestCommand(t *testing.T) {
 		t.Fatal("unknown subcommand exited 0")
 	}
 }
+
+func TestCheckCommand(t *testing.T) {
+	dir := t.TempDir()
+	good := dir + "/good.yaml"
+	if err := os.WriteFile(good, []byte(`queries:
+  - id: ready
+    sources: [{sourceId: shop}]
+    joins:
+      - id: ASSIGNED_TO
+        keys: [{label: orders, property: driver_id}, {label: drivers, property: id}]
+    query: MATCH (o:orders)-[:ASSIGNED_TO]->(d:drivers) WHERE o.status = $s RETURN o.id AS id
+    parameters: {s: ready}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := runCLI(t, "check", "--config", good); code != 0 || !strings.Contains(out, "1 queries compile") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	bad := dir + "/bad.yaml"
+	if err := os.WriteFile(bad, []byte(`queries:
+  - id: broken
+    sources: [{sourceId: shop}]
+    query: |
+      MATCH (o:orders)
+      WHERE o.total >
+      RETURN o.id
+  - id: unknown-fn
+    sources: [{sourceId: shop}]
+    query: MATCH (o:orders) RETURN frobnicate(o.id) AS x
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, code := runCLI(t, "check", "--config", bad)
+	if code != 2 {
+		t.Fatalf("exit %d, want 2:\n%s", code, out)
+	}
+	for _, want := range []string{`query "broken": line 3, column 1`, `query "unknown-fn": line 1, column 25`, "frobnicate"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output does not contain %q:\n%s", want, out)
+		}
+	}
+}
