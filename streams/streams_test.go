@@ -1,0 +1,60 @@
+package streams
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDefaultTopology(t *testing.T) {
+	top, err := Default("my-app", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if top.Changes.Name != "MY_APP_CHANGES" || top.Results.Name != "MY_APP_RESULTS" || top.DeadLetters.Name != "MY_APP_DLQ" {
+		t.Fatalf("stream names %s %s %s", top.Changes.Name, top.Results.Name, top.DeadLetters.Name)
+	}
+	if top.Lifecycle.Name != "my_app_lifecycle" || top.Leases.Name != "my_app_leases" {
+		t.Fatalf("bucket names %s %s", top.Lifecycle.Name, top.Leases.Name)
+	}
+	if !top.Changes.AllowAtomicPublish || !top.Results.AllowAtomicPublish {
+		t.Fatal("changes and results must take atomic batches")
+	}
+	if top.Leases.TTL != 10*time.Second || top.Leases.LimitMarkerTTL != top.Leases.TTL {
+		t.Fatalf("lease TTL %s marker %s", top.Leases.TTL, top.Leases.LimitMarkerTTL)
+	}
+	if got := top.ChangeSubject("shop", "orders", "orders:1"); got != "my-app.changes.shop.orders.orders:1" {
+		t.Fatalf("change subject %s", got)
+	}
+	if got := top.ChangeFilter("shop"); got != "my-app.changes.shop.>" {
+		t.Fatalf("change filter %s", got)
+	}
+	if got := top.ResultSubject("q1"); got != "my-app.results.q1" {
+		t.Fatalf("result subject %s", got)
+	}
+	if len(top.Consumers.BackOff) >= top.Consumers.MaxDeliver {
+		t.Fatal("back-off list must be shorter than MaxDeliver")
+	}
+	for _, s := range top.Streams() {
+		if s.Replicas != 1 || len(s.Subjects) != 1 || !strings.HasPrefix(s.Subjects[0], "my-app.") {
+			t.Fatalf("stream %s: %+v", s.Name, s)
+		}
+	}
+}
+
+func TestDefaultRejectsBadOptions(t *testing.T) {
+	for _, c := range []struct {
+		prefix string
+		o      Options
+		want   string
+	}{
+		{"has.dot", Options{}, "subject prefix"},
+		{"", Options{}, "subject prefix"},
+		{"ok", Options{Replicas: 2}, "replicas 2"},
+		{"ok", Options{LeaseTTL: 500 * time.Millisecond}, "lease TTL"},
+	} {
+		if _, err := Default(c.prefix, c.o); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Default(%q, %+v) = %v, want an error about %s", c.prefix, c.o, err, c.want)
+		}
+	}
+}
