@@ -98,6 +98,12 @@ func (b Binary) Run(ctx context.Context, g Globals) int {
 	cfg, err := config.Load(g.Config)
 	if err == nil && g.NATS != "" {
 		cfg.NATS.URL = g.NATS
+		if !cfg.NATS.Embedded() {
+			// One file serves every binary: the process that runs the
+			// embedded server uses nats.listen, the others point --nats
+			// at it and ignore the embedded-only settings.
+			cfg.NATS.Listen = ""
+		}
 		err = cfg.Validate()
 	}
 	if err != nil {

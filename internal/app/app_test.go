@@ -249,3 +249,16 @@ func TestComponentThatGivesUpEndsTheProcessNonZero(t *testing.T) {
 		t.Fatalf("stderr does not say why:\n%s", errOut.String())
 	}
 }
+
+// One config serves every binary: a file whose embedded server listens for
+// the others is valid for a process that connects to it with --nats.
+func TestNATSFlagIgnoresEmbeddedListen(t *testing.T) {
+	cfg := writeConfig(t, "nats:\n  storeDir: "+t.TempDir()+"\n  listen: 127.0.0.1:4222\n")
+	var out, errOut syncBuffer
+	g := globals(cfg)
+	g.Check = true
+	g.NATS = "nats://127.0.0.1:4222"
+	if code := (app.Binary{Kind: "test", Build: noComponents, Stdout: &out, Stderr: &errOut}).Run(context.Background(), g); code != app.ExitOK {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+}
