@@ -233,11 +233,24 @@ func streamEvents(ctx context.Context, t *testing.T, js jetstream.JetStream) (ma
 	last := ""
 	seen := map[string]bool{}
 	truncates := 0
-	for n := uint64(0); n < want; n++ {
-		m, err := cons.Next(jetstream.FetchMaxWait(10 * time.Second))
+	var msgs []jetstream.Msg
+	for uint64(len(msgs)) < want {
+		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(10*time.Second))
 		if err != nil {
-			t.Fatalf("reading change %d of %d: %v", n+1, want, err)
+			t.Fatalf("reading changes after %d of %d: %v", len(msgs), want, err)
 		}
+		before := len(msgs)
+		for m := range batch.Messages() {
+			msgs = append(msgs, m)
+		}
+		if err := batch.Error(); err != nil {
+			t.Fatalf("reading changes after %d of %d: %v", len(msgs), want, err)
+		}
+		if len(msgs) == before {
+			t.Fatalf("no more changes after %d of %d", len(msgs), want)
+		}
+	}
+	for _, m := range msgs {
 		env, err := change.Decode(m.Data())
 		if err != nil {
 			t.Fatalf("stream holds an invalid envelope: %v", err)
@@ -295,6 +308,9 @@ func (r *faultRun) startSource() {
 // in commit order per row, and nothing else but the snapshot's truncate.
 func runSourceUnderFaults(t *testing.T, minFaults int, fault func(ctx context.Context, r *faultRun)) {
 	ctx := context.Background()
+	t0 := time.Now()
+	phase := func(what string) { t.Logf("%8s %s", time.Since(t0).Round(time.Millisecond), what) }
+	defer phase("done")
 	dsn := pg.CreateDatabase(ctx, t, "")
 	setup, err := pgx.Connect(ctx, dsn)
 	if err != nil {
@@ -313,6 +329,7 @@ func runSourceUnderFaults(t *testing.T, minFaults int, fault func(ctx context.Co
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 2))
 
+	phase("setup")
 	r.startSource()
 	// The writer starts once the snapshot is done: the model below counts
 	// versions from each row's insert.
@@ -320,6 +337,7 @@ func runSourceUnderFaults(t *testing.T, minFaults int, fault func(ctx context.Co
 		return strings.Contains(r.src.Log(), "msg=streaming"), nil
 	})
 
+	phase("source streaming")
 	w := newWriter(ctx, t, dsn, seed)
 	const target = 20000
 	done := make(chan error, 1)
@@ -329,12 +347,14 @@ func runSourceUnderFaults(t *testing.T, minFaults int, fault func(ctx context.Co
 				done <- err
 				return
 			}
-			// Pace the writer so the run spans several fault points.
-			time.Sleep(time.Duration(rng.IntN(60)) * time.Millisecond)
+			// Pace the writer so the run spans several fault points (its
+			// own generator: rng belongs to the fault loop).
+			time.Sleep(time.Duration(w.rng.IntN(60)) * time.Millisecond)
 		}
 		done <- nil
 	}()
 
+	began := time.Now()
 	faults := 0
 	var werr error
 writing:
@@ -350,7 +370,8 @@ writing:
 	if werr != nil {
 		t.Fatalf("writer: %v", werr)
 	}
-	t.Logf("writer committed %d row changes on %d rows in %d transactions; %d faults", w.total, len(w.events), w.txn, faults)
+	t.Logf("writer committed %d row changes on %d rows in %d transactions in %s; %d faults", w.total, len(w.events), w.txn, time.Since(began).Round(time.Millisecond), faults)
+	caughtUp := time.Now()
 	if faults < minFaults {
 		t.Fatalf("only %d faults: the test did not exercise recovery", faults)
 	}
@@ -371,7 +392,9 @@ writing:
 		// the duplicates.
 		return n >= uint64(w.total)+1, fmt.Errorf("%d of %d (+1 truncate before the snapshot)", n, w.total)
 	})
+	t.Logf("the stream caught up %s after the writer finished", time.Since(caughtUp).Round(time.Millisecond))
 	got, n := streamEvents(ctx, t, js)
+	phase("stream read")
 	for id, want := range w.events {
 		if !slices.Equal(got[id], want) {
 			t.Errorf("row %d: stream has %v, committed %v", id, got[id], want)
