@@ -7,28 +7,15 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 
-	"github.com/alecthomas/kong"
 	"github.com/tributary/tributary/internal/app"
 	"github.com/tributary/tributary/internal/config"
 	"github.com/tributary/tributary/internal/reaction"
 	"github.com/tributary/tributary/pkg/lifecycle"
 )
 
-type cli struct {
-	app.Globals
-}
-
 func main() {
-	var c cli
-	kong.Parse(&c, kong.Name("reactor"),
-		kong.Description("Deliver continuous query results to their reactions."),
-		kong.Vars{"metricsAddr": "127.0.0.1:9466"})
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	os.Exit(app.Binary{Kind: "reactor", Build: build}.Run(ctx, c.Globals))
+	app.Main(app.Binary{Kind: "reactor", Build: build}, "Deliver continuous query results to their reactions.", "127.0.0.1:9466")
 }
 
 func build(ctx context.Context, rt *app.Runtime) ([]*lifecycle.Component, error) {

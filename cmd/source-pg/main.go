@@ -6,11 +6,7 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
 
-	"github.com/alecthomas/kong"
 	"github.com/tributary/tributary/internal/app"
 	"github.com/tributary/tributary/internal/config"
 	"github.com/tributary/tributary/internal/pgsource"
@@ -18,18 +14,8 @@ import (
 	"github.com/tributary/tributary/pkg/lifecycle"
 )
 
-type cli struct {
-	app.Globals
-}
-
 func main() {
-	var c cli
-	kong.Parse(&c, kong.Name("source-pg"),
-		kong.Description("Capture Postgres changes into NATS JetStream."),
-		kong.Vars{"metricsAddr": "127.0.0.1:9464"})
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	os.Exit(app.Binary{Kind: "source-pg", Build: build}.Run(ctx, c.Globals))
+	app.Main(app.Binary{Kind: "source-pg", Build: build}, "Capture Postgres changes into NATS JetStream.", "127.0.0.1:9464")
 }
 
 func build(ctx context.Context, rt *app.Runtime) ([]*lifecycle.Component, error) {

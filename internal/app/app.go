@@ -7,9 +7,12 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"sync"
+	"syscall"
 	"time"
 
+	"github.com/alecthomas/kong"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/tributary/tributary/internal/config"
@@ -332,4 +335,16 @@ func connectOptions(cfg *config.Config, kind string, log *slog.Logger, reg prome
 		o.TLS = bus.TLSOptions{CAFile: n.TLS.CA, CertFile: n.TLS.Cert, KeyFile: n.TLS.Key}
 	}
 	return o
+}
+
+// Main is a service binary's whole main: it parses the common flags,
+// turns SIGTERM and SIGINT into a drain, runs b and exits with its code.
+func Main(b Binary, description, metricsAddr string) {
+	var g Globals
+	kong.Parse(&g, kong.Name(b.Kind), kong.Description(description),
+		kong.Vars{"metricsAddr": metricsAddr})
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	code := b.Run(ctx, g)
+	stop()
+	os.Exit(code)
 }
