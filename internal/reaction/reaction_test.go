@@ -1,0 +1,94 @@
+package reaction
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/tributary/tributary/pkg/bus"
+	"github.com/tributary/tributary/pkg/change"
+)
+
+func TestDecodeResultIsStrict(t *testing.T) {
+	good := `{"query":"q","seq":3,"ts_ms":1,"added":[{"a":1}],"updated":[],"deleted":[]}`
+	r, err := DecodeResult([]byte(good))
+	if err != nil || r.Query != "q" || r.Seq != 3 || len(r.Added) != 1 {
+		t.Fatalf("%+v %v", r, err)
+	}
+	for _, bad := range []string{
+		`nope`,
+		`{"query":"q","seq":1,"extra":true}`,
+		`{"seq":1}`,
+		`{"query":"q","seq":0}`,
+	} {
+		if _, err := DecodeResult([]byte(bad)); err == nil {
+			t.Errorf("%s: accepted", bad)
+		}
+	}
+}
+
+type failingReaction struct{ err error }
+
+func (f failingReaction) React(context.Context, *change.Result) error { return f.err }
+
+func TestHandlerClassifiesErrors(t *testing.T) {
+	ctx := context.Background()
+	// A result that does not decode can never succeed: permanent.
+	err := Handler(failingReaction{})(ctx, &bus.Delivery{Data: []byte(`{"bogus":1}`)})
+	if !bus.IsPermanent(err) {
+		t.Fatalf("undecodable result: %v is not permanent", err)
+	}
+	// A reaction's ordinary failure is retried.
+	boom := errors.New("target unavailable")
+	err = Handler(failingReaction{err: boom})(ctx, &bus.Delivery{Data: []byte(`{"query":"q","seq":1}`)})
+	if !errors.Is(err, boom) || bus.IsPermanent(err) {
+		t.Fatalf("reaction failure: %v should be retryable", err)
+	}
+}
+
+func TestLogFormats(t *testing.T) {
+	res := &change.Result{Query: "q", Seq: 7, TsMs: 5,
+		Added:   []change.Row{{"id": 1}},
+		Updated: []change.RowUpdate{{Before: change.Row{"n": 1}, After: change.Row{"n": 2}}},
+		Deleted: []change.Row{{"id": 2}}}
+	var js bytes.Buffer
+	l, err := NewLog("console", "json", &js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.React(context.Background(), res); err != nil {
+		t.Fatal(err)
+	}
+	want := `{"reaction":"console","query":"q","seq":7,"ts_ms":5,"added":[{"id":1}],"updated":[{"before":{"n":1},"after":{"n":2}}],"deleted":[{"id":2}]}` + "\n"
+	if js.String() != want {
+		t.Fatalf("json line:\n%s\nwant\n%s", js.String(), want)
+	}
+	var txt bytes.Buffer
+	l, _ = NewLog("console", "text", &txt)
+	if err := l.React(context.Background(), res); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{"reaction=console query=q seq=7 added=1 updated=1 deleted=1", `+ {"id":1}`, `~ {"before":{"n":1},"after":{"n":2}}`, `- {"id":2}`} {
+		if !strings.Contains(txt.String(), w) {
+			t.Errorf("text output lacks %q:\n%s", w, txt.String())
+		}
+	}
+	if _, err := NewLog("x", "xml", &txt); err == nil {
+		t.Fatal("format xml accepted")
+	}
+}
+
+type brokenWriter struct{}
+
+func (brokenWriter) Write([]byte) (int, error) { return 0, errors.New("disk full") }
+
+// A failed write is retried (not acked, not dead-lettered).
+func TestLogWriteFailureIsRetryable(t *testing.T) {
+	l, _ := NewLog("console", "json", brokenWriter{})
+	err := l.React(context.Background(), &change.Result{Query: "q", Seq: 1})
+	if err == nil || bus.IsPermanent(err) {
+		t.Fatalf("write failure: %v", err)
+	}
+}
