@@ -17,15 +17,18 @@ type batch struct {
 	tables []string
 	ops    []string
 	// confirm is the WAL position that may be confirmed once this batch and
-	// every earlier one are acknowledged (0: none).
+	// every earlier one are acknowledged (0: none). Only the owner of the
+	// queue reads and writes it (it may raise it while the batch waits).
 	confirm uint64
 	queued  time.Time
 }
 
+// ackResult acknowledges the batches first..last (several queued batches
+// are published as one when they fit together), or reports the error that
+// ended the queue.
 type ackResult struct {
-	seq uint64
-	n   int
-	err error
+	first, last uint64
+	err         error
 }
 
 // publishQueue publishes batches strictly one after the other, in order: a
@@ -34,17 +37,30 @@ type ackResult struct {
 // restart logic relies on: everything at or below the newest stored
 // position is stored). After a failure it publishes nothing more.
 //
-// push never blocks (the callers bound the changes in flight); the
-// publishing goroutine waits for the owner to take each acknowledgement
-// from acks.
+// Batches that wait while another one is in flight are merged, in order,
+// into one atomic batch of at most max messages when the queue takes them:
+// batch sizes follow the load (small when live and idle, full in catch-up)
+// whatever size the pusher flushed them at. A merged batch is stored
+// entirely or not at all, like each of its parts.
+//
+// push never blocks (the callers bound the changes in flight), and neither
+// does the publishing goroutine: acknowledgements are collected in a list
+// the owner takes with takeAcks whenever ready is signalled, and the owner
+// may register a function (setWaker) that the queue calls once when the
+// next acknowledgement arrives, to interrupt a blocking read.
 type publishQueue struct {
-	pub  Publisher
-	met  *metrics
-	acks chan ackResult
+	pub Publisher
+	met *metrics
+	max int
+	// ready receives a signal (coalesced) whenever acks were added.
+	ready chan struct{}
+	// wake tells the publishing goroutine that waiting grew.
+	wake chan struct{}
 
 	mu      sync.Mutex
 	waiting []*batch
-	wake    chan struct{}
+	acks    []ackResult
+	waker   func()
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -57,12 +73,14 @@ type publishQueue struct {
 }
 
 // startPublishQueue starts the queue's goroutine; ctx bounds every publish.
-func startPublishQueue(ctx context.Context, pub Publisher, met *metrics) *publishQueue {
+// Merged batches hold at most maxMsgs messages.
+func startPublishQueue(ctx context.Context, pub Publisher, met *metrics, maxMsgs int) *publishQueue {
 	ctx, cancel := context.WithCancel(ctx)
 	q := &publishQueue{
 		pub:    pub,
 		met:    met,
-		acks:   make(chan ackResult, 64),
+		max:    maxMsgs,
+		ready:  make(chan struct{}, 1),
 		wake:   make(chan struct{}, 1),
 		cancel: cancel,
 	}
@@ -84,29 +102,106 @@ func (q *publishQueue) run(ctx context.Context) {
 				return
 			}
 		}
-		b := q.waiting[0]
-		q.waiting[0] = nil
-		q.waiting = q.waiting[1:]
+		parts := q.takeWaiting()
 		q.mu.Unlock()
 
-		_, err := q.pub.PublishBatch(ctx, b.msgs)
+		msgs, tables, ops := parts[0].msgs, parts[0].tables, parts[0].ops
+		if len(parts) > 1 {
+			n := 0
+			for _, b := range parts {
+				n += len(b.msgs)
+			}
+			msgs = make([]bus.Message, 0, n)
+			tables = make([]string, 0, n)
+			ops = make([]string, 0, n)
+			for _, b := range parts {
+				msgs = append(msgs, b.msgs...)
+				tables = append(tables, b.tables...)
+				ops = append(ops, b.ops...)
+			}
+		}
+		_, err := q.pub.PublishBatch(ctx, msgs)
 		if err == nil {
-			q.met.publishSeconds.Observe(time.Since(b.queued).Seconds())
-			for i := range b.msgs {
-				q.met.published.WithLabelValues(b.tables[i], b.ops[i]).Inc()
+			for _, b := range parts {
+				q.met.publishSeconds.Observe(time.Since(b.queued).Seconds())
+			}
+			for i := range msgs {
+				q.met.published.WithLabelValues(tables[i], ops[i]).Inc()
 			}
 		} else {
-			err = fmt.Errorf("publishing %d changes (%s .. %s): %w", len(b.msgs), b.msgs[0].ID, b.msgs[len(b.msgs)-1].ID, err)
+			err = fmt.Errorf("publishing %d changes (%s .. %s): %w", len(msgs), msgs[0].ID, msgs[len(msgs)-1].ID, err)
+		}
+		q.mu.Lock()
+		q.acks = append(q.acks, ackResult{first: parts[0].seq, last: parts[len(parts)-1].seq, err: err})
+		waker := q.waker
+		q.waker = nil
+		q.mu.Unlock()
+		if waker != nil {
+			waker()
 		}
 		select {
-		case q.acks <- ackResult{seq: b.seq, n: len(b.msgs), err: err}:
-		case <-ctx.Done():
-			return
+		case q.ready <- struct{}{}:
+		default:
 		}
 		if err != nil {
 			return
 		}
 	}
+}
+
+// takeWaiting removes the oldest waiting batch and those after it that fit
+// with it within max messages. q.mu must be held and waiting non-empty.
+func (q *publishQueue) takeWaiting() []*batch {
+	n, total := 1, len(q.waiting[0].msgs)
+	for n < len(q.waiting) && total+len(q.waiting[n].msgs) <= q.max {
+		total += len(q.waiting[n].msgs)
+		n++
+	}
+	parts := append([]*batch(nil), q.waiting[:n]...)
+	clear(q.waiting[:n])
+	q.waiting = q.waiting[n:]
+	return parts
+}
+
+// busy reports whether batches wait behind the one being published.
+func (q *publishQueue) busy() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.waiting) > 0
+}
+
+// takeAcks returns the acknowledgements that arrived since the last call,
+// in order.
+func (q *publishQueue) takeAcks() []ackResult {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.acks) == 0 {
+		return nil
+	}
+	acks := q.acks
+	q.acks = nil
+	return acks
+}
+
+// setWaker registers f to be called (once, from the queue's goroutine) when
+// the next acknowledgement arrives, and reports true; when one is already
+// waiting to be taken it registers nothing and reports false. f must not
+// block.
+func (q *publishQueue) setWaker(f func()) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.acks) > 0 {
+		return false
+	}
+	q.waker = f
+	return true
+}
+
+// clearWaker unregisters the waker, if it was not called yet.
+func (q *publishQueue) clearWaker() {
+	q.mu.Lock()
+	q.waker = nil
+	q.mu.Unlock()
 }
 
 // push hands a batch over.
@@ -125,20 +220,27 @@ func (q *publishQueue) push(b *batch) {
 	}
 }
 
-// acked records an acknowledgement and returns the position it makes
-// confirmable (0: none) or the publish error.
+// acked records an acknowledgement and returns the highest position it
+// makes confirmable (0: none) or the publish error.
 func (q *publishQueue) acked(r ackResult) (uint64, error) {
 	if r.err != nil {
 		return 0, r.err
 	}
-	if len(q.unacked) == 0 || q.unacked[0].seq != r.seq {
-		return 0, fmt.Errorf("pgsource: acknowledgement of batch %d out of order", r.seq)
+	if len(q.unacked) == 0 || q.unacked[0].seq != r.first || r.last < r.first || r.last-r.first >= uint64(len(q.unacked)) {
+		return 0, fmt.Errorf("pgsource: acknowledgement of batches %d..%d out of order", r.first, r.last)
 	}
-	b := q.unacked[0]
-	q.unacked[0] = nil
-	q.unacked = q.unacked[1:]
-	q.unackedMsgs -= len(b.msgs)
-	return b.confirm, nil
+	var confirm uint64
+	for q.unacked[0].seq <= r.last {
+		b := q.unacked[0]
+		q.unacked[0] = nil
+		q.unacked = q.unacked[1:]
+		q.unackedMsgs -= len(b.msgs)
+		confirm = max(confirm, b.confirm)
+		if len(q.unacked) == 0 {
+			break
+		}
+	}
+	return confirm, nil
 }
 
 // oldestAge is how long the oldest unacknowledged batch has waited.

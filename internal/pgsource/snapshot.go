@@ -134,7 +134,7 @@ func (s *Source) runSnapshot(ctx context.Context, conn *pgx.Conn, tables []*tabl
 		return 0, fmt.Errorf("%w: importing snapshot %s: %w", ErrSnapshot, res.SnapshotName, err)
 	}
 
-	queue := startPublishQueue(ctx, s.pub, s.met)
+	queue := startPublishQueue(ctx, s.pub, s.met, s.cfg.BatchMaxMessages)
 	defer queue.stop()
 	w := &snapWriter{s: s, q: queue, lsn: snapLSN, ts: ts}
 
@@ -343,15 +343,24 @@ func (w *snapWriter) flush(ctx context.Context) error {
 	return nil
 }
 
+// waitOne waits for at least one acknowledgement and records every one
+// that arrived.
 func (w *snapWriter) waitOne(ctx context.Context) error {
-	select {
-	case r := <-w.q.acks:
-		if _, err := w.q.acked(r); err != nil {
-			return fmt.Errorf("%w: %w", ErrSnapshot, err)
+	for {
+		if acks := w.q.takeAcks(); len(acks) > 0 {
+			for _, r := range acks {
+				if _, err := w.q.acked(r); err != nil {
+					return fmt.Errorf("%w: %w", ErrSnapshot, err)
+				}
+			}
+			return nil
 		}
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("%w: waiting for JetStream to acknowledge %d snapshot changes: %w", ErrSnapshot, w.q.unackedMsgs, ctx.Err())
+		select {
+		case <-w.q.ready:
+			continue
+		case <-ctx.Done():
+			return fmt.Errorf("%w: waiting for JetStream to acknowledge %d snapshot changes: %w", ErrSnapshot, w.q.unackedMsgs, ctx.Err())
+		}
 	}
 }
 

@@ -84,7 +84,7 @@ func (s *Source) runSession(ctx context.Context) sessionResult {
 	s.setConfirmed(st.confirmed)
 	pctx, pcancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer pcancel()
-	st.queue = startPublishQueue(pctx, s.pub, s.met)
+	st.queue = startPublishQueue(pctx, s.pub, s.met, s.cfg.BatchMaxMessages)
 	defer st.queue.stop()
 
 	hctx, hcancel := context.WithCancel(ctx)
@@ -348,7 +348,11 @@ func (st *stream) run(ctx context.Context) error {
 			}
 		}
 		if st.inFlight() >= st.s.cfg.MaxInFlight {
-			if len(st.pending) > 0 {
+			// Hand the pending changes over only when the publisher would
+			// otherwise run dry: while batches wait, let them grow (up to
+			// BatchMaxMessages, see commit) as acknowledgements make room,
+			// so that catch-up sends full batches.
+			if len(st.pending) > 0 && !st.queue.busy() {
 				st.flushPending()
 				continue
 			}
@@ -358,11 +362,7 @@ func (st *stream) run(ctx context.Context) error {
 			st.lastRecv = time.Now()
 			t := time.NewTimer(time.Until(st.nextStatus))
 			select {
-			case r := <-st.queue.acks:
-				if err := st.handleAck(r); err != nil {
-					t.Stop()
-					return err
-				}
+			case <-st.queue.ready: // taken at the top of the loop
 			case <-t.C:
 			case <-ctx.Done():
 			case err := <-st.hbErr:
@@ -381,11 +381,20 @@ func (st *stream) run(ctx context.Context) error {
 		if silent := time.Since(st.lastRecv); silent > st.idleTimeout() {
 			return fmt.Errorf("the replication connection has been silent for %s: taking it for dead", silent.Round(time.Second))
 		}
+		// An acknowledgement interrupts the read: it may confirm a position
+		// or make room, and must not wait for the next replication message.
 		rctx, cancel := context.WithDeadline(ctx, deadline)
+		if !st.queue.setWaker(cancel) {
+			cancel()
+			continue
+		}
 		msg, err := st.repl.ReceiveMessage(rctx)
+		st.queue.clearWaker()
 		cancel()
 		if err != nil {
-			if ctx.Err() != nil || pgconn.Timeout(err) {
+			// A timeout or cancelled read leaves the connection usable
+			// (pgconn closes it on any other error).
+			if ctx.Err() != nil || pgconn.Timeout(err) || errors.Is(err, context.Canceled) {
 				continue
 			}
 			return fmt.Errorf("receiving from the replication stream: %w", err)
@@ -397,17 +406,14 @@ func (st *stream) run(ctx context.Context) error {
 	}
 }
 
+// drainAcks takes every acknowledgement that arrived.
 func (st *stream) drainAcks() error {
-	for {
-		select {
-		case r := <-st.queue.acks:
-			if err := st.handleAck(r); err != nil {
-				return err
-			}
-		default:
-			return nil
+	for _, r := range st.queue.takeAcks() {
+		if err := st.handleAck(r); err != nil {
+			return err
 		}
 	}
+	return nil
 }
 
 func (st *stream) handleAck(r ackResult) error {
@@ -763,13 +769,16 @@ func (st *stream) stop() error {
 	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
 wait:
-	for len(st.queue.unacked) > 0 {
+	for {
+		if err := st.drainAcks(); err != nil {
+			stopErr = fmt.Errorf("%w: %w", ErrStopIncomplete, err)
+			break
+		}
+		if len(st.queue.unacked) == 0 {
+			break
+		}
 		select {
-		case r := <-st.queue.acks:
-			if err := st.handleAck(r); err != nil {
-				stopErr = fmt.Errorf("%w: %w", ErrStopIncomplete, err)
-				break wait
-			}
+		case <-st.queue.ready:
 		case <-t.C:
 			stopErr = fmt.Errorf("%w: %d changes in %d batches unacknowledged after the stop timeout %s",
 				ErrStopIncomplete, st.queue.unackedMsgs, len(st.queue.unacked), s.cfg.Timeouts.Stop)
