@@ -82,7 +82,7 @@ func TestConsumePanicIsCounted(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("messages not handled")
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond) // polling interval of the deadline loop
 	}
 	if err := k.Drain(context.Background()); err != nil {
 		t.Fatal(err)
