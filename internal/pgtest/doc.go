@@ -24,5 +24,7 @@
 //
 // It must never: touch a cluster it did not create (it only ever stops data
 // directories it made, or orphans of earlier pgtest runs whose owning process
-// is gone), listen on anything but 127.0.0.1, or be imported by non-test code.
+// is gone), listen on anything but 127.0.0.1, or be imported by production
+// code (cmd/, pkg/, the components in internal/); tests and test tooling
+// (test/, such as the benchmarks) may import it.
 package pgtest
