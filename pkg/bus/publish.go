@@ -243,6 +243,13 @@ func (p *Publisher) Publish(ctx context.Context, pos uint64, m Message) error {
 	case <-p.failed:
 		return p.failedErr()
 	case <-p.closing:
+		// A publisher that failed and was then closed reports the failure:
+		// select picks at random when both channels are ready.
+		select {
+		case <-p.failed:
+			return p.failedErr()
+		default:
+		}
 		return fmt.Errorf("publishing %s: publisher %s: %w", m.ID, p.opts.Name, ErrClosed)
 	case <-ctx.Done():
 		return fmt.Errorf("publishing %s (position %d): waiting for a free slot: %w", m.ID, pos, ctx.Err())
