@@ -289,26 +289,7 @@ func (m *matcher) expandStored(c *clausePlan, ri int, r *cypher.RelSlot, adj []e
 			other, otherSlot = st.from, fs
 		}
 		val := &elemVal{s: m.v.s, id: rid, st: st}
-		if !m.relFree(c, ri, val) {
-			return
-		}
-		if b := m.boundNode(otherSlot); b != noElem {
-			if b != other {
-				return
-			}
-			m.row[r.Slot] = val
-			m.run()
-			m.row[r.Slot] = nil
-			return
-		}
-		if m.row[otherSlot] != nil || !m.nodeFits(otherSlot, other) {
-			return
-		}
-		m.row[r.Slot] = val
-		m.bindNode(otherSlot, other)
-		m.run()
-		m.row[otherSlot] = nil
-		m.row[r.Slot] = nil
+		m.bindRel(c, ri, r.Slot, val, otherSlot, other)
 	}
 	old := m.v.isOld()
 	for _, rid := range adj {
@@ -326,6 +307,32 @@ func (m *matcher) expandStored(c *clausePlan, ri int, r *cypher.RelSlot, adj []e
 	}
 }
 
+// bindRel binds the relation val at relSlot and its other endpoint at
+// otherSlot (or checks it against the node already bound there), extends
+// the row with run, and unbinds. Stored and synthetic relations share it.
+func (m *matcher) bindRel(c *clausePlan, ri, relSlot int, val cypher.Value, otherSlot int, other elemID) {
+	if !m.relFree(c, ri, val) {
+		return
+	}
+	if b := m.boundNode(otherSlot); b != noElem {
+		if b != other {
+			return
+		}
+		m.row[relSlot] = val
+		m.run()
+		m.row[relSlot] = nil
+		return
+	}
+	if m.row[otherSlot] != nil || !m.nodeFits(otherSlot, other) {
+		return
+	}
+	m.row[relSlot] = val
+	m.bindNode(otherSlot, other)
+	m.run()
+	m.row[otherSlot] = nil
+	m.row[relSlot] = nil
+}
+
 // expandJoin tries the synthetic relations of join j for the orientation
 // fs -> ts.
 func (m *matcher) expandJoin(c *clausePlan, ri int, r *cypher.RelSlot, j *joinSpec, fs, ts int) {
@@ -334,26 +341,7 @@ func (m *matcher) expandJoin(c *clausePlan, ri int, r *cypher.RelSlot, j *joinSp
 			return
 		}
 		val := &joinRel{j: j, from: &elemVal{s: m.v.s, id: from, st: m.v.state(from)}, to: &elemVal{s: m.v.s, id: to, st: m.v.state(to)}}
-		if !m.relFree(c, ri, val) {
-			return
-		}
-		if b := m.boundNode(otherSlot); b != noElem {
-			if b != other {
-				return
-			}
-			m.row[r.Slot] = val
-			m.run()
-			m.row[r.Slot] = nil
-			return
-		}
-		if m.row[otherSlot] != nil || !m.nodeFits(otherSlot, other) {
-			return
-		}
-		m.row[r.Slot] = val
-		m.bindNode(otherSlot, other)
-		m.run()
-		m.row[otherSlot] = nil
-		m.row[r.Slot] = nil
+		m.bindRel(c, ri, r.Slot, val, otherSlot, other)
 	}
 	lookup := func(label, prop string, v any, f func(elemID)) {
 		if !joinable(v) {
