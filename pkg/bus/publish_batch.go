@@ -2,18 +2,27 @@ package bus
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/synadia-io/orbit.go/jetstreamext"
+	"github.com/nats-io/nuid"
 )
 
 // maxIncompleteBatches is how many "batch incomplete" answers in a row
 // PublishBatch takes as a permanent refusal.
 const maxIncompleteBatches = 3
+
+// Headers of JetStream's atomic batch protocol (nats-server 2.12+).
+const (
+	hdrBatchID     = "Nats-Batch-Id"
+	hdrBatchSeq    = "Nats-Batch-Sequence"
+	hdrBatchCommit = "Nats-Batch-Commit"
+)
 
 // BatchAck is the server's acknowledgement of an atomic batch.
 type BatchAck struct {
@@ -27,9 +36,19 @@ type BatchAck struct {
 	Duplicate bool
 }
 
+// batchAckResponse is the server's answer to a batch commit (or its error).
+type batchAckResponse struct {
+	Error    *jetstream.APIError `json:"error,omitempty"`
+	Stream   string              `json:"stream"`
+	Sequence uint64              `json:"seq"`
+	BatchID  string              `json:"batch"`
+	Count    uint64              `json:"count"`
+}
+
 // PublishBatch stores msgs (1..MaxBatch, one stream, distinct ids) as one
 // atomic JetStream batch: all of them or none, with one fsync for the batch
-// on a SyncAlways server. The stream must allow atomic publish.
+// on a SyncAlways server. The stream must allow atomic publish. It is
+// StageBatch followed by Commit.
 //
 // An attempt that times out (PublishTimeout) or is cut by a disconnect is
 // re-sent with the same bytes and ids, after a growing delay, until ctx
@@ -48,39 +67,175 @@ type BatchAck struct {
 // Close; otherwise ctx's error, with the last attempt's error.
 // PublishBatch is synchronous and independent of Publish's pipeline.
 func (p *Publisher) PublishBatch(ctx context.Context, msgs []Message) (BatchAck, error) {
-	if err := validateBatch(msgs); err != nil {
+	b, err := p.StageBatch(msgs)
+	if err != nil {
 		return BatchAck{}, err
+	}
+	return b.Commit(ctx)
+}
+
+// StagedBatch is an atomic batch whose messages, all but the last, were
+// sent to the server ahead of its commit (StageBatch). The server keeps them
+// apart from the stream: nothing of the batch is stored, or visible, before
+// Commit succeeds. A StagedBatch is used by one goroutine at a time.
+type StagedBatch struct {
+	p       *Publisher
+	msgs    []Message
+	desc    string
+	started time.Time
+	// The current attempt: its batch id, and the error that kept its body
+	// from being sent completely (Commit then re-sends it).
+	id        string
+	nms       []*nats.Msg
+	sendErr   error
+	committed bool
+}
+
+// StageBatch validates msgs (1..MaxBatch, one stream, distinct ids) and
+// sends every message but the last to the server as the body of a new
+// atomic batch, without waiting for an answer. The batch is stored, all or
+// nothing, only by Commit.
+//
+// Staging lets a producer overlap the transfer and the server's staging of
+// its next batch with the commit of the previous one, while keeping the
+// order of its batches: they are stored in the order of their Commits, and
+// a caller that commits a batch only after the previous Commit returned
+// successfully never has a batch stored after an earlier one that failed.
+// A staged batch that is never committed is dropped by the server after its
+// batch timeout (10 s by default, counted from the last message received);
+// it counts against the stream's limit of atomic batches in progress (50
+// by default) until then. A failure to send the body (a disconnect) is not
+// reported here: Commit re-sends the body first.
+//
+// Errors: ErrInvalidMessage (nothing is sent), ErrClosed after Close.
+func (p *Publisher) StageBatch(msgs []Message) (*StagedBatch, error) {
+	if err := validateBatch(msgs); err != nil {
+		return nil, err
 	}
 	p.mu.Lock()
 	closed := p.closed
 	p.mu.Unlock()
 	if closed {
-		return BatchAck{}, fmt.Errorf("publishing a batch: publisher %s: %w", p.opts.Name, ErrClosed)
+		return nil, fmt.Errorf("publishing a batch: publisher %s: %w", p.opts.Name, ErrClosed)
 	}
-	desc := batchDesc(msgs)
+	b := &StagedBatch{p: p, msgs: msgs, desc: batchDesc(msgs), started: time.Now()}
+	b.sendErr = b.sendBody(context.Background(), false)
+	return b, nil
+}
+
+// Len is the number of messages in the batch.
+func (b *StagedBatch) Len() int { return len(b.msgs) }
+
+// sendBody starts an attempt: a new batch id, and every message but the
+// last published without waiting. With ackFirst the first message is a
+// request and the server's answer to it is returned: it tells why a batch is
+// refused (e.g. too many batches in progress) where later messages, sent
+// without a reply subject, get no answer.
+func (b *StagedBatch) sendBody(ctx context.Context, ackFirst bool) error {
+	b.id = nuid.Next()
+	if cap(b.nms) < len(b.msgs) {
+		b.nms = make([]*nats.Msg, len(b.msgs))
+	}
+	b.nms = b.nms[:len(b.msgs)]
+	last := len(b.msgs) - 1
+	for i := range b.msgs {
+		nm := b.msgs[i].natsMsg()
+		nm.Header.Set(hdrBatchID, b.id)
+		nm.Header.Set(hdrBatchSeq, strconv.Itoa(i+1))
+		if i == last {
+			nm.Header.Set(hdrBatchCommit, "1")
+		}
+		b.nms[i] = nm
+	}
+	nc := b.p.c.nc
+	for i := range last {
+		if i == 0 && ackFirst {
+			actx, cancel := context.WithTimeout(ctx, b.p.opts.PublishTimeout)
+			resp, err := nc.RequestMsgWithContext(actx, b.nms[0])
+			cancel()
+			if err != nil {
+				return fmt.Errorf("first message of the batch: %w", err)
+			}
+			if len(resp.Data) > 0 {
+				var r batchAckResponse
+				if err := json.Unmarshal(resp.Data, &r); err != nil {
+					return fmt.Errorf("first message of the batch: unreadable answer %q: %w", resp.Data, err)
+				}
+				if r.Error != nil {
+					return r.Error
+				}
+			}
+			continue
+		}
+		if err := nc.PublishMsg(b.nms[i]); err != nil {
+			return fmt.Errorf("sending message %d of the batch: %w", i+1, err)
+		}
+	}
+	return nil
+}
+
+// commitOnce sends the commit (the last message) and waits for the answer.
+func (b *StagedBatch) commitOnce(ctx context.Context) (BatchAck, error) {
+	actx, cancel := context.WithTimeout(ctx, b.p.opts.PublishTimeout)
+	defer cancel()
+	resp, err := b.p.c.nc.RequestMsgWithContext(actx, b.nms[len(b.nms)-1])
+	if err != nil {
+		return BatchAck{}, err
+	}
+	var r batchAckResponse
+	if err := json.Unmarshal(resp.Data, &r); err != nil {
+		return BatchAck{}, fmt.Errorf("unreadable batch acknowledgement %q: %w", resp.Data, err)
+	}
+	if r.Error != nil {
+		return BatchAck{}, r.Error
+	}
+	if r.Stream == "" || r.BatchID != b.id || r.Count != uint64(len(b.msgs)) {
+		return BatchAck{}, fmt.Errorf("batch acknowledgement %q does not match batch %s of %d messages", resp.Data, b.id, len(b.msgs))
+	}
+	return BatchAck{Stream: r.Stream, Sequence: r.Sequence, Count: len(b.msgs)}, nil
+}
+
+// Commit sends the batch's commit and waits for the acknowledgement: the
+// batch is then stored, all or nothing. Re-sends, duplicates and errors are
+// as for PublishBatch. A batch is committed once; a second call is an error.
+func (b *StagedBatch) Commit(ctx context.Context) (BatchAck, error) {
+	p := b.p
+	if b.committed {
+		return BatchAck{}, fmt.Errorf("%w: %s was committed before", ErrInvalidMessage, b.desc)
+	}
+	b.committed = true
 	bo := newBackOff(p.opts.RetryWait, p.opts.MaxRetryWait)
-	fc := jetstreamext.BatchFlowControl{AckFirst: true, AckTimeout: p.opts.PublishTimeout}
 	incomplete := 0
 	for attempt := 1; ; attempt++ {
-		nms := make([]*nats.Msg, len(msgs))
-		for i := range msgs {
-			nms[i] = msgs[i].natsMsg()
+		var err error
+		if attempt == 1 {
+			err = b.sendErr
+		} else {
+			p.mu.Lock()
+			closed := p.closed
+			p.mu.Unlock()
+			if closed {
+				return BatchAck{}, fmt.Errorf("publishing %s: publisher %s: %w", b.desc, p.opts.Name, ErrClosed)
+			}
+			// After an "incomplete" answer, ask about the first message so
+			// that a refusal of the whole batch is reported precisely.
+			err = b.sendBody(ctx, incomplete > 0)
 		}
-		actx, cancel := context.WithTimeout(ctx, p.opts.PublishTimeout)
-		start := time.Now()
-		ack, err := jetstreamext.PublishMsgBatch(actx, p.js, nms, fc)
-		cancel()
+		var ack BatchAck
 		if err == nil {
-			p.m.batchLat.Observe(time.Since(start).Seconds())
+			ack, err = b.commitOnce(ctx)
+		}
+		if err == nil {
+			p.m.batchLat.Observe(time.Since(b.started).Seconds())
 			p.m.batches.Inc()
-			p.m.published.Add(float64(len(msgs)))
-			return BatchAck{Stream: ack.Stream, Sequence: ack.Sequence, Count: len(msgs)}, nil
+			p.m.published.Add(float64(len(b.msgs)))
+			return ack, nil
 		}
 		if isAPIError(err, errCodeBatchDuplicate) {
-			return p.publishEach(ctx, msgs, desc, bo)
+			return p.publishEach(ctx, b.msgs, b.desc, bo)
 		}
 		if !retryablePublishErr(err) {
-			return BatchAck{}, fmt.Errorf("%w: %s: %w", ErrRejected, desc, err)
+			return BatchAck{}, fmt.Errorf("%w: %s: %w", ErrRejected, b.desc, err)
 		}
 		if isAPIError(err, errCodeBatchIncomplete) {
 			// A message lost in transit makes a batch incomplete, but so
@@ -90,18 +245,18 @@ func (p *Publisher) PublishBatch(ctx context.Context, msgs []Message) (BatchAck,
 			if incomplete++; incomplete >= maxIncompleteBatches {
 				return BatchAck{}, fmt.Errorf("%w: %s: the server found the batch incomplete %d times in a row; "+
 					"a message was probably refused (larger than the stream's max message size?): %w",
-					ErrRejected, desc, incomplete, err)
+					ErrRejected, b.desc, incomplete, err)
 			}
 		} else {
 			incomplete = 0
 		}
 		if ctx.Err() != nil {
-			return BatchAck{}, fmt.Errorf("publishing %s: gave up after %d attempts: %w (last attempt: %v)", desc, attempt, ctx.Err(), err)
+			return BatchAck{}, fmt.Errorf("publishing %s: gave up after %d attempts: %w (last attempt: %v)", b.desc, attempt, ctx.Err(), err)
 		}
 		p.m.retries.Inc()
-		p.log.Warn("atomic batch not acknowledged; re-sending", "batch", desc, "attempt", attempt, "err", err)
+		p.log.Warn("atomic batch not acknowledged; re-sending", "batch", b.desc, "attempt", attempt, "err", err)
 		if serr := sleepCtx(ctx, bo.NextBackOff()); serr != nil {
-			return BatchAck{}, fmt.Errorf("publishing %s: gave up after %d attempts: %w (last attempt: %v)", desc, attempt, serr, err)
+			return BatchAck{}, fmt.Errorf("publishing %s: gave up after %d attempts: %w (last attempt: %v)", b.desc, attempt, serr, err)
 		}
 	}
 }
