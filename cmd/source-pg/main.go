@@ -49,7 +49,7 @@ func replicationStep(rt *app.Runtime, comp *lifecycle.Component, id string, pg *
 		if err != nil {
 			return nil, err
 		}
-		src, err := pgsource.New(sourceConfig(id, pg), pub, rt.Bus, rt.Topology, pgsource.Options{
+		src, err := pgsource.New(sourceConfig(id, pg), pgsource.BusPublisher(pub), rt.Bus, rt.Topology, pgsource.Options{
 			Logger:     log,
 			Registerer: rt.Registry,
 			OnStatus: func(s pgsource.Status) {

@@ -28,7 +28,7 @@
 //
 // Use (cmd/source-pg wires it this way):
 //
-//	src, err := pgsource.New(cfg, publisher, conn, topology, pgsource.Options{
+//	src, err := pgsource.New(cfg, pgsource.BusPublisher(publisher), conn, topology, pgsource.Options{
 //		Logger: log, Registerer: reg, OnStatus: report})
 //	...
 //	err = src.Run(ctx) // until ctx is cancelled (graceful stop) or a fatal error

@@ -140,7 +140,7 @@ func testLogger() *slog.Logger {
 func (e *env) start(cfg Config) *running {
 	e.t.Helper()
 	r := &running{done: make(chan error, 1)}
-	src, err := New(cfg, e.pub, e.bus, e.topo, Options{
+	src, err := New(cfg, BusPublisher(e.pub), e.bus, e.topo, Options{
 		Logger: testLogger(),
 		OnStatus: func(s Status) {
 			r.mu.Lock()

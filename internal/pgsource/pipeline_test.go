@@ -20,12 +20,26 @@ type recordingPublisher struct {
 	sizes []int
 }
 
-func (p *recordingPublisher) PublishBatch(ctx context.Context, msgs []bus.Message) (bus.BatchAck, error) {
-	ack, err := p.Publisher.PublishBatch(ctx, msgs)
+func (p *recordingPublisher) StageBatch(msgs []bus.Message) (StagedBatch, error) {
+	sb, err := p.Publisher.StageBatch(msgs)
+	if err != nil {
+		return nil, err
+	}
+	return &recordedBatch{p: p, sb: sb, n: len(msgs)}, nil
+}
+
+type recordedBatch struct {
+	p  *recordingPublisher
+	sb StagedBatch
+	n  int
+}
+
+func (b *recordedBatch) Commit(ctx context.Context) (bus.BatchAck, error) {
+	ack, err := b.sb.Commit(ctx)
 	if err == nil {
-		p.mu.Lock()
-		p.sizes = append(p.sizes, len(msgs))
-		p.mu.Unlock()
+		b.p.mu.Lock()
+		b.p.sizes = append(b.p.sizes, b.n)
+		b.p.mu.Unlock()
 	}
 	return ack, err
 }
@@ -73,7 +87,7 @@ func TestBacklogDrainsWithoutWaitingForStatus(t *testing.T) {
 	cfg.BatchMaxMessages = 5
 	cfg.MaxInFlight = 5000
 	cfg.BatchMaxDelay = time.Millisecond
-	pub := &recordingPublisher{Publisher: e.pub}
+	pub := &recordingPublisher{Publisher: BusPublisher(e.pub)}
 	r := e.startWith(cfg, pub)
 	eventually(t, 20*time.Second, "streaming", func() bool { return r.src.Status().State == StateStreaming })
 
@@ -107,7 +121,7 @@ func TestCatchUpBatchesGrowToMax(t *testing.T) {
 	cfg.BatchMaxMessages = 100
 	cfg.MaxInFlight = 300
 	cfg.BatchMaxDelay = time.Millisecond
-	pub := &recordingPublisher{Publisher: e.pub}
+	pub := &recordingPublisher{Publisher: BusPublisher(e.pub)}
 	r := e.startWith(cfg, pub)
 	eventually(t, 20*time.Second, "streaming", func() bool { return r.src.Status().State == StateStreaming })
 
@@ -136,8 +150,8 @@ func TestCatchUpBatchesGrowToMax(t *testing.T) {
 	}
 }
 
-// gatedPublisher holds the first PublishBatch until release is closed (the
-// injected fault: a slow acknowledgement), then passes batches on.
+// gatedPublisher holds the first StageBatch until release is closed (the
+// injected fault: a slow publisher), then passes batches on.
 type gatedPublisher struct {
 	recordingPublisher
 	entered chan struct{}
@@ -145,12 +159,12 @@ type gatedPublisher struct {
 	once    sync.Once
 }
 
-func (p *gatedPublisher) PublishBatch(ctx context.Context, msgs []bus.Message) (bus.BatchAck, error) {
+func (p *gatedPublisher) StageBatch(msgs []bus.Message) (StagedBatch, error) {
 	p.once.Do(func() {
 		close(p.entered)
 		<-p.release
 	})
-	return p.recordingPublisher.PublishBatch(ctx, msgs)
+	return p.recordingPublisher.StageBatch(msgs)
 }
 
 // TestQueueMergesWaitingBatchesInOrder: batches that wait behind one in
@@ -163,7 +177,7 @@ func TestQueueMergesWaitingBatchesInOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub := &gatedPublisher{recordingPublisher: recordingPublisher{Publisher: e.pub}, entered: make(chan struct{}), release: make(chan struct{})}
+	pub := &gatedPublisher{recordingPublisher: recordingPublisher{Publisher: BusPublisher(e.pub)}, entered: make(chan struct{}), release: make(chan struct{})}
 	q := startPublishQueue(e.ctx, pub, met, 10)
 	defer q.stop()
 	next := 0

@@ -31,31 +31,44 @@ type ackResult struct {
 	err         error
 }
 
-// publishQueue publishes batches strictly one after the other, in order: a
-// batch is sent only after the previous one was acknowledged, so that the
-// stream never holds a later change without every earlier one (which the
-// restart logic relies on: everything at or below the newest stored
-// position is stored). After a failure it publishes nothing more.
+// stageAhead is how many batches the queue stages beyond the one whose
+// commit is in flight: their transfer and staging on the server overlap
+// that commit. Each counts against the server's limit of atomic batches in
+// progress per stream (50 by default), shared by every source.
+const stageAhead = 1
+
+// publishQueue publishes batches in order and commits them strictly one
+// after the other: a batch is committed only after the previous one was
+// acknowledged, so that the stream never holds a later change without
+// every earlier one (which the restart logic relies on: everything at or
+// below the newest stored position is stored). After a failure it commits
+// nothing more. While a commit is in flight, the next batch is already
+// staged (sent to the server, which holds it apart from the stream until
+// its commit): see stageAhead.
 //
-// Batches that wait while another one is in flight are merged, in order,
-// into one atomic batch of at most max messages when the queue takes them:
-// batch sizes follow the load (small when live and idle, full in catch-up)
-// whatever size the pusher flushed them at. A merged batch is stored
-// entirely or not at all, like each of its parts.
+// Batches that wait while others are staged or committing are merged, in
+// order, into one atomic batch of at most max messages when the queue
+// takes them: batch sizes follow the load (small when live and idle, full
+// in catch-up) whatever size the pusher flushed them at. A merged batch is
+// stored entirely or not at all, like each of its parts.
 //
 // push never blocks (the callers bound the changes in flight), and neither
-// does the publishing goroutine: acknowledgements are collected in a list
-// the owner takes with takeAcks whenever ready is signalled, and the owner
-// may register a function (setWaker) that the queue calls once when the
-// next acknowledgement arrives, to interrupt a blocking read.
+// does the publishing: acknowledgements are collected in a list the owner
+// takes with takeAcks whenever ready is signalled, and the owner may
+// register a function (setWaker) that the queue calls once when the next
+// acknowledgement arrives, to interrupt a blocking read.
 type publishQueue struct {
 	pub Publisher
 	met *metrics
 	max int
 	// ready receives a signal (coalesced) whenever acks were added.
 	ready chan struct{}
-	// wake tells the publishing goroutine that waiting grew.
+	// wake tells the staging goroutine that waiting grew.
 	wake chan struct{}
+	// slots holds a token per batch staged or committing; staged carries
+	// them, in order, from the staging goroutine to the committing one.
+	slots  chan struct{}
+	staged chan *stagedBatch
 
 	mu      sync.Mutex
 	waiting []*batch
@@ -72,8 +85,18 @@ type publishQueue struct {
 	seq         uint64
 }
 
-// startPublishQueue starts the queue's goroutine; ctx bounds every publish.
-// Merged batches hold at most maxMsgs messages.
+// stagedBatch is one or more batches merged and staged together.
+type stagedBatch struct {
+	parts  []*batch
+	msgs   []bus.Message
+	tables []string
+	ops    []string
+	sb     StagedBatch
+	err    error // staging failed: nothing to commit
+}
+
+// startPublishQueue starts the queue's goroutines; ctx bounds every
+// publish. Merged batches hold at most maxMsgs messages.
 func startPublishQueue(ctx context.Context, pub Publisher, met *metrics, maxMsgs int) *publishQueue {
 	ctx, cancel := context.WithCancel(ctx)
 	q := &publishQueue{
@@ -82,57 +105,91 @@ func startPublishQueue(ctx context.Context, pub Publisher, met *metrics, maxMsgs
 		max:    maxMsgs,
 		ready:  make(chan struct{}, 1),
 		wake:   make(chan struct{}, 1),
+		slots:  make(chan struct{}, 1+stageAhead),
+		staged: make(chan *stagedBatch, 1+stageAhead),
 		cancel: cancel,
 	}
-	q.wg.Add(1)
-	go q.run(ctx)
+	q.wg.Add(2)
+	go q.stage(ctx)
+	go q.commit(ctx, cancel)
 	return q
 }
 
-func (q *publishQueue) run(ctx context.Context) {
+// stage takes waiting batches, as soon as a slot is free, and stages them.
+func (q *publishQueue) stage(ctx context.Context) {
 	defer q.wg.Done()
 	for {
-		q.mu.Lock()
-		if len(q.waiting) == 0 {
+		select {
+		case q.slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		var parts []*batch
+		for parts == nil {
+			q.mu.Lock()
+			if len(q.waiting) > 0 {
+				parts = q.takeWaiting()
+			}
 			q.mu.Unlock()
+			if parts != nil {
+				break
+			}
 			select {
 			case <-q.wake:
-				continue
 			case <-ctx.Done():
 				return
 			}
 		}
-		parts := q.takeWaiting()
-		q.mu.Unlock()
-
-		msgs, tables, ops := parts[0].msgs, parts[0].tables, parts[0].ops
+		s := &stagedBatch{parts: parts, msgs: parts[0].msgs, tables: parts[0].tables, ops: parts[0].ops}
 		if len(parts) > 1 {
 			n := 0
 			for _, b := range parts {
 				n += len(b.msgs)
 			}
-			msgs = make([]bus.Message, 0, n)
-			tables = make([]string, 0, n)
-			ops = make([]string, 0, n)
+			s.msgs = make([]bus.Message, 0, n)
+			s.tables = make([]string, 0, n)
+			s.ops = make([]string, 0, n)
 			for _, b := range parts {
-				msgs = append(msgs, b.msgs...)
-				tables = append(tables, b.tables...)
-				ops = append(ops, b.ops...)
+				s.msgs = append(s.msgs, b.msgs...)
+				s.tables = append(s.tables, b.tables...)
+				s.ops = append(s.ops, b.ops...)
 			}
 		}
-		_, err := q.pub.PublishBatch(ctx, msgs)
+		s.sb, s.err = q.pub.StageBatch(s.msgs)
+		q.staged <- s // never blocks: it has room for every slot
+		if s.err != nil {
+			return
+		}
+	}
+}
+
+// commit commits the staged batches one after the other, in order, and
+// reports each outcome. After a failure it stops the queue.
+func (q *publishQueue) commit(ctx context.Context, stop context.CancelFunc) {
+	defer q.wg.Done()
+	for {
+		var s *stagedBatch
+		select {
+		case s = <-q.staged:
+		case <-ctx.Done():
+			return
+		}
+		err := s.err
 		if err == nil {
-			for _, b := range parts {
+			_, err = s.sb.Commit(ctx)
+		}
+		if err == nil {
+			for _, b := range s.parts {
 				q.met.publishSeconds.Observe(time.Since(b.queued).Seconds())
 			}
-			for i := range msgs {
-				q.met.published.WithLabelValues(tables[i], ops[i]).Inc()
+			for i := range s.msgs {
+				q.met.published.WithLabelValues(s.tables[i], s.ops[i]).Inc()
 			}
 		} else {
-			err = fmt.Errorf("publishing %d changes (%s .. %s): %w", len(msgs), msgs[0].ID, msgs[len(msgs)-1].ID, err)
+			err = fmt.Errorf("publishing %d changes (%s .. %s): %w", len(s.msgs), s.msgs[0].ID, s.msgs[len(s.msgs)-1].ID, err)
 		}
 		q.mu.Lock()
-		q.acks = append(q.acks, ackResult{first: parts[0].seq, last: parts[len(parts)-1].seq, err: err})
+		q.acks = append(q.acks, ackResult{first: s.parts[0].seq, last: s.parts[len(s.parts)-1].seq, err: err})
 		waker := q.waker
 		q.waker = nil
 		q.mu.Unlock()
@@ -144,8 +201,12 @@ func (q *publishQueue) run(ctx context.Context) {
 		default:
 		}
 		if err != nil {
+			// Nothing after a failed batch may be committed: batches
+			// already staged are abandoned (the server drops them).
+			stop()
 			return
 		}
+		<-q.slots
 	}
 }
 
@@ -163,7 +224,7 @@ func (q *publishQueue) takeWaiting() []*batch {
 	return parts
 }
 
-// busy reports whether batches wait behind the one being published.
+// busy reports whether batches wait to be staged.
 func (q *publishQueue) busy() bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -251,7 +312,7 @@ func (q *publishQueue) oldestAge() time.Duration {
 	return time.Since(q.unacked[0].queued)
 }
 
-// stop abandons whatever is in flight and waits for the goroutine.
+// stop abandons whatever is in flight and waits for the goroutines.
 func (q *publishQueue) stop() {
 	q.cancel()
 	q.wg.Wait()

@@ -109,7 +109,7 @@ func TestBusOutageAppliesBackpressureAndResumes(t *testing.T) {
 	cfg.BatchMaxMessages = 50
 	cfg.MaxInFlight = 100
 	r := &running{done: make(chan error, 1)}
-	src, err := New(cfg, e.pub, e.bus, e.topo, Options{Logger: testLogger(), Registerer: reg, OnStatus: func(s Status) {
+	src, err := New(cfg, BusPublisher(e.pub), e.bus, e.topo, Options{Logger: testLogger(), Registerer: reg, OnStatus: func(s Status) {
 		r.mu.Lock()
 		r.states = append(r.states, s)
 		r.mu.Unlock()

@@ -17,12 +17,33 @@ import (
 	"github.com/tributary/tributary/streams"
 )
 
-// Publisher stores messages in JetStream. *bus.Publisher implements it.
+// Publisher stores messages in JetStream as atomic batches, staged ahead
+// of their commits. BusPublisher adapts a *bus.Publisher.
 type Publisher interface {
-	// PublishBatch stores msgs as one atomic batch: all or none. It retries
-	// by itself until ctx ends; a message whose id the stream already holds
-	// counts as stored.
-	PublishBatch(ctx context.Context, msgs []bus.Message) (bus.BatchAck, error)
+	// StageBatch sends msgs ahead as one atomic batch that is stored, all or
+	// none, only by its Commit. Batches are stored in the order of their
+	// commits.
+	StageBatch(msgs []bus.Message) (StagedBatch, error)
+}
+
+// StagedBatch is a batch staged by a Publisher.
+type StagedBatch interface {
+	// Commit stores the batch: all or none. It retries by itself until ctx
+	// ends; a message whose id the stream already holds counts as stored.
+	Commit(ctx context.Context) (bus.BatchAck, error)
+}
+
+// BusPublisher is the Publisher of p.
+func BusPublisher(p *bus.Publisher) Publisher { return busPublisher{p} }
+
+type busPublisher struct{ p *bus.Publisher }
+
+func (b busPublisher) StageBatch(msgs []bus.Message) (StagedBatch, error) {
+	sb, err := b.p.StageBatch(msgs)
+	if err != nil {
+		return nil, err
+	}
+	return sb, nil
 }
 
 // PositionStore reads back what the stream already holds. *bus.Conn
@@ -35,7 +56,7 @@ type PositionStore interface {
 
 // The bus implements the roles the source needs.
 var (
-	_ Publisher     = (*bus.Publisher)(nil)
+	_ StagedBatch   = (*bus.StagedBatch)(nil)
 	_ PositionStore = (*bus.Conn)(nil)
 )
 

@@ -50,15 +50,30 @@ type timedPublisher struct {
 	at  map[string]time.Time
 }
 
-func (t *timedPublisher) PublishBatch(ctx context.Context, msgs []bus.Message) (bus.BatchAck, error) {
-	ack, err := t.pub.PublishBatch(ctx, msgs)
+func (t *timedPublisher) StageBatch(msgs []bus.Message) (pgsource.StagedBatch, error) {
+	sb, err := t.pub.StageBatch(msgs)
+	if err != nil {
+		return nil, err
+	}
+	return &timedBatch{t: t, sb: sb, msgs: msgs}, nil
+}
+
+// timedBatch records the time its commit was acknowledged.
+type timedBatch struct {
+	t    *timedPublisher
+	sb   *bus.StagedBatch
+	msgs []bus.Message
+}
+
+func (b *timedBatch) Commit(ctx context.Context) (bus.BatchAck, error) {
+	ack, err := b.sb.Commit(ctx)
 	if err == nil {
 		now := time.Now()
-		t.mu.Lock()
-		for i := range msgs {
-			t.at[msgs[i].ID] = now
+		b.t.mu.Lock()
+		for i := range b.msgs {
+			b.t.at[b.msgs[i].ID] = now
 		}
-		t.mu.Unlock()
+		b.t.mu.Unlock()
 	}
 	return ack, err
 }

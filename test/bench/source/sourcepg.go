@@ -190,7 +190,7 @@ func (p *pgBench) sourceThroughput(ctx context.Context, slot string, sm syncMode
 	defer closePublisher(pub)
 
 	start := time.Now()
-	r, err := p.startSource(b, pub, slot, false)
+	r, err := p.startSource(b, pgsource.BusPublisher(pub), slot, false)
 	if err != nil {
 		return measure{}, phaseStats{}, err
 	}
