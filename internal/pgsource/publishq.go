@@ -35,7 +35,7 @@ type ackResult struct {
 // commit is in flight: their transfer and staging on the server overlap
 // that commit. Each counts against the server's limit of atomic batches in
 // progress per stream (50 by default), shared by every source.
-const stageAhead = 1
+const stageAhead = 3
 
 // publishQueue publishes batches in order and commits them strictly one
 // after the other: a batch is committed only after the previous one was
@@ -190,12 +190,12 @@ func (q *publishQueue) commit(ctx context.Context, stop context.CancelFunc) {
 		}
 		q.mu.Lock()
 		q.acks = append(q.acks, ackResult{first: s.parts[0].seq, last: s.parts[len(s.parts)-1].seq, err: err})
-		waker := q.waker
-		q.waker = nil
-		q.mu.Unlock()
-		if waker != nil {
-			waker()
+		if q.waker != nil {
+			// Under the lock: once clearWaker returned, it is never called.
+			q.waker()
+			q.waker = nil
 		}
+		q.mu.Unlock()
 		select {
 		case q.ready <- struct{}{}:
 		default:
@@ -247,7 +247,8 @@ func (q *publishQueue) takeAcks() []ackResult {
 // setWaker registers f to be called (once, from the queue's goroutine) when
 // the next acknowledgement arrives, and reports true; when one is already
 // waiting to be taken it registers nothing and reports false. f must not
-// block.
+// block: it runs under the queue's lock, so that once clearWaker returned
+// it is not called any more.
 func (q *publishQueue) setWaker(f func()) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()

@@ -326,11 +326,36 @@ func (st *stream) run(ctx context.Context) error {
 	st.nextStatus = time.Now()
 	st.lastBeat = time.Now()
 	st.lastRecv = time.Now()
+	// Reads are bounded by the connection's read deadline rather than by a
+	// context per read (which costs a timer and a watcher per replication
+	// message): the deadline is set before each read, and moved to now to
+	// interrupt it, when ctx ends or an acknowledgement arrives. pgconn
+	// takes a read timeout as harmless (it closes the connection on any
+	// other error), like its own context handling does.
+	conn := st.repl.Conn()
+	interrupt := func() { _ = conn.SetReadDeadline(time.Now()) }
+	interrupted := make(chan struct{})
+	stopWatch := context.AfterFunc(ctx, func() {
+		interrupt()
+		close(interrupted)
+	})
+	var unwatchOnce sync.Once
+	unwatch := func() {
+		unwatchOnce.Do(func() {
+			if !stopWatch() {
+				<-interrupted
+			}
+		})
+	}
+	defer unwatch()
 	for {
 		if err := st.drainAcks(); err != nil {
 			return err
 		}
 		if ctx.Err() != nil {
+			// Nothing interrupts the connection any more: stop reads from
+			// it with deadlines of its own.
+			unwatch()
 			return st.stop()
 		}
 		select {
@@ -383,18 +408,23 @@ func (st *stream) run(ctx context.Context) error {
 		}
 		// An acknowledgement interrupts the read: it may confirm a position
 		// or make room, and must not wait for the next replication message.
-		rctx, cancel := context.WithDeadline(ctx, deadline)
-		if !st.queue.setWaker(cancel) {
-			cancel()
+		// The deadline is set first, so that an interruption (by an
+		// acknowledgement, or by ctx once it was seen not done) comes after.
+		if err := conn.SetReadDeadline(deadline); err != nil {
+			return fmt.Errorf("setting the replication read deadline: %w", err)
+		}
+		if ctx.Err() != nil {
 			continue
 		}
-		msg, err := st.repl.ReceiveMessage(rctx)
+		if !st.queue.setWaker(interrupt) {
+			continue
+		}
+		msg, err := st.repl.ReceiveMessage(context.Background())
 		st.queue.clearWaker()
-		cancel()
 		if err != nil {
-			// A timeout or cancelled read leaves the connection usable
-			// (pgconn closes it on any other error).
-			if ctx.Err() != nil || pgconn.Timeout(err) || errors.Is(err, context.Canceled) {
+			// A timed out read leaves the connection usable (pgconn closes
+			// it on any other error).
+			if pgconn.Timeout(err) {
 				continue
 			}
 			return fmt.Errorf("receiving from the replication stream: %w", err)

@@ -69,7 +69,15 @@ func validSubject(s string) error {
 	if s == "" {
 		return fmt.Errorf("subject is empty")
 	}
-	for _, tok := range strings.Split(s, ".") {
+	// Token by token, without allocating: this runs for every message.
+	for start := 0; start <= len(s); {
+		end := strings.IndexByte(s[start:], '.')
+		if end < 0 {
+			end = len(s)
+		} else {
+			end += start
+		}
+		tok := s[start:end]
 		if tok == "" {
 			return fmt.Errorf("subject %q has an empty token", s)
 		}
@@ -79,6 +87,7 @@ func validSubject(s string) error {
 		if strings.ContainsAny(tok, " \t\r\n") {
 			return fmt.Errorf("subject %q contains whitespace", s)
 		}
+		start = end + 1
 	}
 	return nil
 }
@@ -90,7 +99,8 @@ func (m *Message) natsMsg() *nats.Msg {
 	for k, v := range m.Header {
 		h.Set(k, v)
 	}
-	h.Set(jetstream.MsgIDHeader, m.ID)
+	// Assigned directly: the name is canonical already (Set would check).
+	h[jetstream.MsgIDHeader] = []string{m.ID}
 	return &nats.Msg{Subject: m.Subject, Data: m.Data, Header: h}
 }
 

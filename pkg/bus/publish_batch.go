@@ -140,10 +140,11 @@ func (b *StagedBatch) sendBody(ctx context.Context, ackFirst bool) error {
 	last := len(b.msgs) - 1
 	for i := range b.msgs {
 		nm := b.msgs[i].natsMsg()
-		nm.Header.Set(hdrBatchID, b.id)
-		nm.Header.Set(hdrBatchSeq, strconv.Itoa(i+1))
+		// Canonical names, assigned directly (Set would check them).
+		nm.Header[hdrBatchID] = []string{b.id}
+		nm.Header[hdrBatchSeq] = []string{strconv.Itoa(i + 1)}
 		if i == last {
-			nm.Header.Set(hdrBatchCommit, "1")
+			nm.Header[hdrBatchCommit] = []string{"1"}
 		}
 		b.nms[i] = nm
 	}
