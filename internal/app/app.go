@@ -327,6 +327,7 @@ func connectOptions(cfg *config.Config, kind string, log *slog.Logger, reg prome
 		ConnectTimeout:   n.ConnectTimeout.D(),
 		ReconnectWait:    n.ReconnectWait.D(),
 		MaxReconnectWait: n.MaxReconnectWait.D(),
+		MaxBatch:         n.EffectiveMaxBatch(),
 		Logger:           log,
 		Registerer:       reg,
 		OnStatus:         onStatus,

@@ -81,6 +81,33 @@ type NATSConfig struct {
 	ReconnectWait Duration `yaml:"reconnectWait"`
 	// MaxReconnectWait caps the reconnect backoff. Default 10s.
 	MaxReconnectWait Duration `yaml:"maxReconnectWait"`
+	// MaxBatch is the largest atomic batch, in messages, that the servers
+	// accept: the embedded server is started with it, and with remote
+	// servers it must not exceed their JetStream max_batch_size. Default
+	// 5000 with the embedded server, 1000 (nats-server's default) with
+	// remote ones; 1..100000. See EffectiveMaxBatch.
+	MaxBatch int `yaml:"maxBatch"`
+}
+
+// Default atomic batch limits (nats.maxBatch).
+const (
+	DefaultEmbeddedMaxBatch = 5000
+	DefaultRemoteMaxBatch   = 1000
+	maxMaxBatch             = 100_000
+)
+
+// EffectiveMaxBatch is MaxBatch, or its default for the URL when unset. It
+// is resolved when used, not by ApplyDefaults, because a binary's --nats
+// flag may replace the URL after the file was read.
+func (n *NATSConfig) EffectiveMaxBatch() int {
+	switch {
+	case n.MaxBatch != 0:
+		return n.MaxBatch
+	case n.Embedded():
+		return DefaultEmbeddedMaxBatch
+	default:
+		return DefaultRemoteMaxBatch
+	}
 }
 
 // TLSConfig is nats.tls. All paths are PEM files.

@@ -80,8 +80,8 @@ func (p *PostgresSource) applyDefaults(id string) {
 	setString(&p.Snapshot, SnapshotInitial)
 	setDuration(&p.HeartbeatInterval, 30*time.Second)
 	setDuration(&p.StatusInterval, 10*time.Second)
-	setInt(&p.MaxInFlight, 10000)
-	setInt(&p.Batch.MaxMessages, 1000)
+	// MaxInFlight and Batch.MaxMessages stay 0 unless set: the source
+	// derives them from the bus's batch limit (nats.maxBatch) at start.
 	setDuration(&p.Batch.MaxDelay, 10*time.Millisecond)
 	setDuration(&p.Timeouts.Connect, 10*time.Second)
 	setDuration(&p.Timeouts.Query, 30*time.Second)

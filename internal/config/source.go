@@ -88,7 +88,8 @@ type PostgresSource struct {
 	// (the slot is kept so the source resumes where it stopped).
 	DropSlotOnStop bool `yaml:"dropSlotOnStop"`
 	// MaxInFlight bounds changes published but not yet acknowledged by
-	// JetStream. Default 10000; at least batch.maxMessages.
+	// JetStream. Default 4 × batch.maxMessages and at least 10000; at least
+	// batch.maxMessages.
 	MaxInFlight int `yaml:"maxInFlight"`
 	// Batch groups changes into atomic JetStream batches.
 	Batch BatchConfig `yaml:"batch"`
@@ -112,7 +113,8 @@ type TableKey struct {
 
 // BatchConfig is sources[].batch.
 type BatchConfig struct {
-	// MaxMessages per atomic batch, 1-1000 (the JetStream limit). Default 1000.
+	// MaxMessages per atomic batch: at least 1, at most nats.maxBatch (the
+	// default).
 	MaxMessages int `yaml:"maxMessages"`
 	// MaxDelay is how long a partial batch may wait for more changes.
 	// Default 10ms.

@@ -57,6 +57,9 @@ func (c *Config) validate(ps *problems) {
 			ps.add(join(p, "kind"), "is %q but the settings are for %q", s.Kind, s.Spec.SourceKind())
 		default:
 			s.Spec.validate(ps, p, s)
+			if pg, ok := s.Spec.(*PostgresSource); ok {
+				pg.validateLimits(ps, p, c.NATS.EffectiveMaxBatch())
+			}
 		}
 	}
 
@@ -172,6 +175,9 @@ func (n *NATSConfig) validate(ps *problems, path string) {
 			ps.add(join(path, "listen"), "must be host:port, e.g. 127.0.0.1:4222")
 		}
 	}
+	if n.MaxBatch < 0 || n.MaxBatch > maxMaxBatch {
+		ps.add(join(path, "maxBatch"), "must be between 1 and %d, got %d", maxMaxBatch, n.MaxBatch)
+	}
 	oneOf(ps, join(path, "sync"), n.Sync, SyncAlways, SyncInterval)
 	switch {
 	case n.Sync == SyncInterval:
@@ -232,6 +238,22 @@ func (n *NATSConfig) validate(ps *problems, path string) {
 
 // normTable strips the default schema so "public.orders" equals "orders".
 func normTable(t string) string { return strings.TrimPrefix(t, "public.") }
+
+// validateLimits checks the batch size and the in-flight bound against the
+// bus's largest atomic batch (nats.maxBatch), which also gives the batch
+// size its default.
+func (p *PostgresSource) validateLimits(ps *problems, path string, maxBatch int) {
+	batch := p.Batch.MaxMessages
+	if batch == 0 {
+		batch = maxBatch
+	}
+	if batch > maxBatch {
+		ps.add(join(path, "batch.maxMessages"), "%d is above nats.maxBatch (%d), the largest atomic batch the servers accept", batch, maxBatch)
+	}
+	if p.MaxInFlight > 0 && p.MaxInFlight < batch {
+		ps.add(join(path, "maxInFlight"), "%d is less than batch.maxMessages (%d)", p.MaxInFlight, batch)
+	}
+}
 
 func (p *PostgresSource) validate(ps *problems, path string, src *Source) {
 	if p.ConnectionString != "" {
@@ -321,17 +343,14 @@ func (p *PostgresSource) validate(ps *problems, path string, src *Source) {
 	}
 	positive(ps, join(path, "heartbeatInterval"), p.HeartbeatInterval)
 	positive(ps, join(path, "statusInterval"), p.StatusInterval)
-	if p.Batch.MaxMessages < 1 || p.Batch.MaxMessages > 1000 {
-		ps.add(join(path, "batch.maxMessages"), "must be between 1 and 1000, got %d", p.Batch.MaxMessages)
+	if p.Batch.MaxMessages < 0 {
+		ps.add(join(path, "batch.maxMessages"), "must be at least 1, got %d", p.Batch.MaxMessages)
 	}
 	if p.Batch.MaxDelay < 0 {
 		ps.add(join(path, "batch.maxDelay"), "must not be negative, got %s", p.Batch.MaxDelay)
 	}
-	switch {
-	case p.MaxInFlight < 1:
+	if p.MaxInFlight < 0 {
 		ps.add(join(path, "maxInFlight"), "must be at least 1, got %d", p.MaxInFlight)
-	case p.MaxInFlight < p.Batch.MaxMessages:
-		ps.add(join(path, "maxInFlight"), "%d is less than batch.maxMessages (%d)", p.MaxInFlight, p.Batch.MaxMessages)
 	}
 	tp := join(path, "timeouts")
 	positive(ps, join(tp, "connect"), p.Timeouts.Connect)

@@ -97,9 +97,10 @@ type Config struct {
 	DropSlotOnStop bool
 	// MaxInFlight bounds the changes read from the replication stream and
 	// not yet acknowledged by JetStream; reading pauses at the bound. At
-	// least BatchMaxMessages. Default 10000.
+	// least BatchMaxMessages. Default 4 × BatchMaxMessages, at least 10000.
 	MaxInFlight int
-	// BatchMaxMessages is the largest atomic batch, 1..1000. Default 1000.
+	// BatchMaxMessages is the largest atomic batch: at least 1, at most
+	// what the publisher accepts (Publisher.MaxBatch, the default).
 	BatchMaxMessages int
 	// BatchMaxDelay is how long completed transactions wait for more to
 	// share their batch. Default 5ms.
@@ -136,10 +137,11 @@ func (c Config) withDefaults() Config {
 	def(&c.HeartbeatInterval, 10*time.Second)
 	def(&c.StatusInterval, 5*time.Second)
 	if c.BatchMaxMessages == 0 {
-		c.BatchMaxMessages = bus.MaxBatch
+		// New sets the publisher's limit first; this is for Validate alone.
+		c.BatchMaxMessages = bus.DefaultMaxBatch
 	}
 	if c.MaxInFlight == 0 {
-		c.MaxInFlight = 10 * c.BatchMaxMessages
+		c.MaxInFlight = max(10000, 4*c.BatchMaxMessages)
 	}
 	def(&c.BatchMaxDelay, 5*time.Millisecond)
 	def(&c.Timeouts.Connect, 10*time.Second)
@@ -235,8 +237,8 @@ func (c Config) Validate() error {
 	if c.SnapshotChunkRows < 1 {
 		add("snapshotChunkRows: %d is below 1", c.SnapshotChunkRows)
 	}
-	if c.BatchMaxMessages < 1 || c.BatchMaxMessages > bus.MaxBatch {
-		add("batchMaxMessages: %d is outside 1..%d", c.BatchMaxMessages, bus.MaxBatch)
+	if c.BatchMaxMessages < 1 {
+		add("batchMaxMessages: %d is below 1", c.BatchMaxMessages)
 	}
 	if c.MaxInFlight < c.BatchMaxMessages {
 		add("maxInFlight: %d is below batchMaxMessages (%d)", c.MaxInFlight, c.BatchMaxMessages)

@@ -35,7 +35,7 @@ type ackResult struct {
 // commit is in flight: their transfer and staging on the server overlap
 // that commit. Each counts against the server's limit of atomic batches in
 // progress per stream (50 by default), shared by every source.
-const stageAhead = 3
+const stageAhead = 1
 
 // publishQueue publishes batches in order and commits them strictly one
 // after the other: a batch is committed only after the previous one was

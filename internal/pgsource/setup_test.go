@@ -216,3 +216,23 @@ func TestLostSlotWithHistoryIsRefused(t *testing.T) {
 	checkStreamInvariants(t, msgs)
 	compareState(t, "t", replay(msgs)["t"], e.tableState("t", "SELECT id, v FROM t"))
 }
+
+// TestBatchSizeFollowsTheBus: by default a source batches as much as the bus
+// accepts, and a configured batch above that is refused at New, naming the
+// setting, instead of failing at the first large transaction.
+func TestBatchSizeFollowsTheBus(t *testing.T) {
+	e := newEnv(t)
+	pub := BusPublisher(e.pub)
+	cfg := e.config("limits", "t")
+	src, err := New(cfg, pub, e.bus, e.topo, Options{Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if src.cfg.BatchMaxMessages != e.pub.MaxBatch() || src.cfg.MaxInFlight != max(10000, 4*e.pub.MaxBatch()) {
+		t.Fatalf("defaults: batch %d, in flight %d; want %d and %d", src.cfg.BatchMaxMessages, src.cfg.MaxInFlight, e.pub.MaxBatch(), max(10000, 4*e.pub.MaxBatch()))
+	}
+	cfg.BatchMaxMessages = e.pub.MaxBatch() + 1
+	if _, err := New(cfg, pub, e.bus, e.topo, Options{Logger: testLogger()}); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "batchMaxMessages") {
+		t.Fatalf("a batch above the bus's limit: want ErrConfig naming batchMaxMessages, got %v", err)
+	}
+}

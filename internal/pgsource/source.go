@@ -24,6 +24,8 @@ type Publisher interface {
 	// none, only by its Commit. Batches are stored in the order of their
 	// commits.
 	StageBatch(msgs []bus.Message) (StagedBatch, error)
+	// MaxBatch is the largest batch StageBatch accepts.
+	MaxBatch() int
 }
 
 // StagedBatch is a batch staged by a Publisher.
@@ -37,6 +39,8 @@ type StagedBatch interface {
 func BusPublisher(p *bus.Publisher) Publisher { return busPublisher{p} }
 
 type busPublisher struct{ p *bus.Publisher }
+
+func (b busPublisher) MaxBatch() int { return b.p.MaxBatch() }
 
 func (b busPublisher) StageBatch(msgs []bus.Message) (StagedBatch, error) {
 	sb, err := b.p.StageBatch(msgs)
@@ -139,11 +143,18 @@ type Source struct {
 // New validates cfg (every problem at once, wrapping ErrConfig) and returns a
 // Source that is not running yet. It opens no connection.
 func New(cfg Config, pub Publisher, store PositionStore, topo streams.Topology, opts Options) (*Source, error) {
+	if pub == nil || store == nil {
+		return nil, fmt.Errorf("%w: a Publisher and a PositionStore are required", ErrConfig)
+	}
+	if cfg.BatchMaxMessages == 0 {
+		cfg.BatchMaxMessages = pub.MaxBatch()
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if pub == nil || store == nil {
-		return nil, fmt.Errorf("%w: a Publisher and a PositionStore are required", ErrConfig)
+	if cfg.BatchMaxMessages > pub.MaxBatch() {
+		return nil, fmt.Errorf("%w: source %s: batchMaxMessages %d is above the largest atomic batch the bus accepts (%d, nats.maxBatch)",
+			ErrConfig, cfg.ID, cfg.BatchMaxMessages, pub.MaxBatch())
 	}
 	if topo.Prefix == "" || topo.Changes.Name == "" {
 		return nil, fmt.Errorf("%w: the topology has no changes stream", ErrConfig)

@@ -125,8 +125,8 @@ func TestConfigValidateReportsEveryProblem(t *testing.T) {
 		SlotName:         "Bad-Slot",
 		PublicationName:  "1pub",
 		Snapshot:         "sometimes",
-		BatchMaxMessages: 5000,
-		MaxInFlight:      10,
+		BatchMaxMessages: -1,
+		MaxInFlight:      -5,
 		Backoff:          Backoff{Initial: 2e9, Max: 1e9},
 	}.Validate()
 	if !errors.Is(err, ErrConfig) {
@@ -135,7 +135,7 @@ func TestConfigValidateReportsEveryProblem(t *testing.T) {
 	for _, want := range []string{
 		"id: missing", "connString: missing", "public.a is listed twice", "tableKeys[b]: not one of the tables",
 		"tableKeys[a]: no columns", "slotName", "publicationName", "snapshot: \"sometimes\"",
-		"batchMaxMessages: 5000", "maxInFlight: 10", "backoff.max",
+		"batchMaxMessages: -1 is below 1", "maxInFlight: -5", "backoff.max",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate error lacks %q:\n%v", want, err)

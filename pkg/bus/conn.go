@@ -59,6 +59,12 @@ type ConnectOptions struct {
 	// Sync and SyncInterval set the embedded server's fsync policy.
 	Sync         SyncMode
 	SyncInterval time.Duration
+	// MaxBatch is the largest atomic batch, in messages, that the servers
+	// accept. The embedded server is configured with it (default
+	// DefaultEmbeddedMaxBatch); with remote servers it must not exceed
+	// their JetStream limit max_batch_size (default DefaultMaxBatch, which
+	// is then the default here). At most 100,000.
+	MaxBatch int
 
 	// Name is the client connection name shown by the server.
 	Name string
@@ -138,6 +144,12 @@ func (o *ConnectOptions) setDefaults() {
 	if o.SyncInterval == 0 {
 		o.SyncInterval = 2 * time.Minute
 	}
+	if o.MaxBatch == 0 {
+		o.MaxBatch = DefaultMaxBatch
+		if o.URL == Embedded {
+			o.MaxBatch = DefaultEmbeddedMaxBatch
+		}
+	}
 	if o.ConnectTimeout == 0 {
 		o.ConnectTimeout = 10 * time.Second
 	}
@@ -187,6 +199,9 @@ func (o *ConnectOptions) validate() error {
 	}
 	if o.MaxReconnectWait < o.ReconnectWait {
 		probs = append(probs, "maxReconnectWait: smaller than reconnectWait")
+	}
+	if o.MaxBatch < 1 || o.MaxBatch > maxMaxBatch {
+		probs = append(probs, fmt.Sprintf("maxBatch: %d is outside 1..%d", o.MaxBatch, maxMaxBatch))
 	}
 	if len(probs) > 0 {
 		return fmt.Errorf("%w: %s", ErrConfig, strings.Join(probs, "; "))
@@ -380,6 +395,7 @@ func (c *Conn) startEmbedded() error {
 		SyncInterval:    o.SyncInterval,
 		DontListen:      o.Listen == "",
 		NoSystemAccount: false,
+		JetStreamLimits: server.JSLimitOpts{MaxBatchSize: o.MaxBatch},
 	}
 	if o.Listen != "" {
 		host, port, err := splitHostPort(o.Listen)
@@ -412,6 +428,10 @@ func (c *Conn) ClientURL() string {
 	}
 	return c.srv.ClientURL()
 }
+
+// MaxBatch is the largest atomic batch, in messages, that PublishBatch and
+// StageBatch accept (ConnectOptions.MaxBatch).
+func (c *Conn) MaxBatch() int { return c.opts.MaxBatch }
 
 func (c *Conn) setConnected(v bool) {
 	c.mu.Lock()

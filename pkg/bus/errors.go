@@ -16,7 +16,7 @@ var (
 	ErrStreamNotFound = errors.New("stream not found")
 	// ErrInvalidMessage: a Message or batch is malformed (empty subject or
 	// id, wildcard subject, reserved header, duplicate id in a batch, batch
-	// size outside 1..MaxBatch, payload above the server's limit).
+	// size outside 1..Conn.MaxBatch, payload above the server's limit).
 	ErrInvalidMessage = errors.New("invalid message")
 	// ErrPositionOrder: Publisher.Publish was given a position that is not
 	// greater than the previous one.

@@ -9,9 +9,17 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// MaxBatch is the largest atomic batch the server accepts (its default
-// limit).
-const MaxBatch = 1000
+// Limits of atomic batches, in messages (see ConnectOptions.MaxBatch).
+const (
+	// DefaultMaxBatch is nats-server's default limit (max_batch_size), the
+	// default for remote servers.
+	DefaultMaxBatch = 1000
+	// DefaultEmbeddedMaxBatch is the embedded server's limit by default:
+	// larger batches spread the server's fixed cost per batch (it stages
+	// every batch in a store of its own) over more messages.
+	DefaultEmbeddedMaxBatch = 5000
+	maxMaxBatch             = 100_000
+)
 
 // Message is one message to publish.
 type Message struct {

@@ -45,7 +45,7 @@ type batchAckResponse struct {
 	Count    uint64              `json:"count"`
 }
 
-// PublishBatch stores msgs (1..MaxBatch, one stream, distinct ids) as one
+// PublishBatch stores msgs (1..Conn.MaxBatch, one stream, distinct ids) as one
 // atomic JetStream batch: all of them or none, with one fsync for the batch
 // on a SyncAlways server. The stream must allow atomic publish. It is
 // StageBatch followed by Commit.
@@ -91,7 +91,7 @@ type StagedBatch struct {
 	committed bool
 }
 
-// StageBatch validates msgs (1..MaxBatch, one stream, distinct ids) and
+// StageBatch validates msgs (1..Conn.MaxBatch, one stream, distinct ids) and
 // sends every message but the last to the server as the body of a new
 // atomic batch, without waiting for an answer. The batch is stored, all or
 // nothing, only by Commit.
@@ -109,7 +109,7 @@ type StagedBatch struct {
 //
 // Errors: ErrInvalidMessage (nothing is sent), ErrClosed after Close.
 func (p *Publisher) StageBatch(msgs []Message) (*StagedBatch, error) {
-	if err := validateBatch(msgs); err != nil {
+	if err := validateBatch(msgs, p.c.MaxBatch()); err != nil {
 		return nil, err
 	}
 	p.mu.Lock()
@@ -122,6 +122,10 @@ func (p *Publisher) StageBatch(msgs []Message) (*StagedBatch, error) {
 	b.sendErr = b.sendBody(context.Background(), false)
 	return b, nil
 }
+
+// MaxBatch is the largest batch StageBatch and PublishBatch accept: the
+// connection's MaxBatch.
+func (p *Publisher) MaxBatch() int { return p.c.MaxBatch() }
 
 // Len is the number of messages in the batch.
 func (b *StagedBatch) Len() int { return len(b.msgs) }
@@ -304,9 +308,9 @@ func (p *Publisher) publishEach(ctx context.Context, msgs []Message, desc string
 	return BatchAck{Stream: last.Stream, Sequence: last.Sequence, Count: len(msgs), Duplicate: dups == len(msgs)}, nil
 }
 
-func validateBatch(msgs []Message) error {
-	if len(msgs) == 0 || len(msgs) > MaxBatch {
-		return fmt.Errorf("%w: atomic batch of %d messages: must hold 1 to %d", ErrInvalidMessage, len(msgs), MaxBatch)
+func validateBatch(msgs []Message, maxBatch int) error {
+	if len(msgs) == 0 || len(msgs) > maxBatch {
+		return fmt.Errorf("%w: atomic batch of %d messages: must hold 1 to %d (the bus's maxBatch)", ErrInvalidMessage, len(msgs), maxBatch)
 	}
 	var errs []error
 	seen := make(map[string]int, len(msgs))

@@ -187,7 +187,7 @@ func TestPublishBatchValidates(t *testing.T) {
 	dup[2].ID = dup[0].ID
 	cases := map[string][]bus.Message{
 		"empty":        nil,
-		"too large":    batch("b.x", 1, bus.MaxBatch+1),
+		"too large":    batch("b.x", 1, p.MaxBatch()+1),
 		"duplicate id": dup,
 		"no id":        {{Subject: "b.x", Data: []byte("x")}},
 		"wildcard":     {{Subject: "b.*", ID: "1"}},

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -11,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tributary/tributary/internal/natstest"
 	"github.com/tributary/tributary/pkg/bus"
+	"github.com/tributary/tributary/streams"
 )
 
 // storedIDs lists the Nats-Msg-Ids stream holds, in stream order.
@@ -176,5 +179,80 @@ func TestStagedBatchNeverCommittedIsDroppedByTheServer(t *testing.T) {
 	}
 	if got := e.storedIDs(t, "B"); len(got) != 10 {
 		t.Fatalf("stream holds %v, want 10 messages", got)
+	}
+}
+
+// bigBatch is n messages for stream subject s.
+func bigBatch(s string, n int) []bus.Message {
+	msgs := make([]bus.Message, n)
+	for i := range msgs {
+		msgs[i] = bus.Message{Subject: s, ID: fmt.Sprintf("big-%d", i), Data: []byte("x")}
+	}
+	return msgs
+}
+
+func TestMaxBatchOfTheEmbeddedServer(t *testing.T) {
+	ctx := context.Background()
+	c, err := bus.Connect(ctx, bus.ConnectOptions{StoreDir: filepath.Join(t.TempDir(), "store")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	if c.MaxBatch() != bus.DefaultEmbeddedMaxBatch {
+		t.Fatalf("embedded MaxBatch %d, want %d", c.MaxBatch(), bus.DefaultEmbeddedMaxBatch)
+	}
+	top, err := streams.Default("mb", streams.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.EnsureTopology(ctx, top); err != nil {
+		t.Fatal(err)
+	}
+	p, err := c.NewPublisher(bus.PublisherOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(ctx)
+	subj := top.ChangeSubject("s", "t", "k")
+	// The embedded server takes a batch as large as the bus allows...
+	ack, err := p.PublishBatch(ctx, bigBatch(subj, c.MaxBatch()))
+	if err != nil {
+		t.Fatalf("a batch of %d: %v", c.MaxBatch(), err)
+	}
+	if ack.Count != c.MaxBatch() || ack.Sequence != uint64(c.MaxBatch()) {
+		t.Fatalf("ack %+v", ack)
+	}
+	// ...and the bus refuses a larger one before sending anything.
+	if _, err := p.PublishBatch(ctx, bigBatch(subj, c.MaxBatch()+1)); !errors.Is(err, bus.ErrInvalidMessage) {
+		t.Fatalf("a batch above MaxBatch: want ErrInvalidMessage, got %v", err)
+	}
+}
+
+func TestMaxBatchAboveTheRemoteServersLimitIsRejected(t *testing.T) {
+	// A remote server keeps nats-server's default limit (1000); a bus told
+	// it may send more gets the server's refusal, clearly, and stores
+	// nothing.
+	srv := natstest.Start(t)
+	ctx := context.Background()
+	c, err := bus.Connect(ctx, bus.ConnectOptions{URL: srv.URL(), MaxBatch: 2 * bus.DefaultMaxBatch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	e := &env{srv: srv, c: c}
+	e.js, _ = jetstreamFor(t, srv.URL())
+	e.stream(t, jetstream.StreamConfig{Name: "B", Subjects: []string{"b.>"}, AllowAtomicPublish: true})
+	p := e.publisher(t, bus.PublisherOptions{})
+	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	_, err = p.PublishBatch(cctx, bigBatch("b.x", bus.DefaultMaxBatch+1))
+	if !errors.Is(err, bus.ErrRejected) {
+		t.Fatalf("want ErrRejected, got %v", err)
+	}
+	if got := e.storedIDs(t, "B"); len(got) != 0 {
+		t.Fatalf("a refused batch stored %d messages", len(got))
+	}
+	if _, err := bus.Connect(ctx, bus.ConnectOptions{URL: srv.URL(), MaxBatch: -1}); !errors.Is(err, bus.ErrConfig) {
+		t.Fatalf("MaxBatch -1: want ErrConfig, got %v", err)
 	}
 }

@@ -86,7 +86,7 @@ func publish(t *testing.T, e Env, from, to int) {
 		})
 	}
 	for len(msgs) > 0 {
-		n := min(len(msgs), bus.MaxBatch)
+		n := min(len(msgs), p.MaxBatch())
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		_, err := p.PublishBatch(ctx, msgs[:n])
 		cancel()

@@ -50,6 +50,8 @@ type timedPublisher struct {
 	at  map[string]time.Time
 }
 
+func (t *timedPublisher) MaxBatch() int { return t.pub.MaxBatch() }
+
 func (t *timedPublisher) StageBatch(msgs []bus.Message) (pgsource.StagedBatch, error) {
 	sb, err := t.pub.StageBatch(msgs)
 	if err != nil {
