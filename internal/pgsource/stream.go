@@ -746,7 +746,10 @@ func (st *stream) commit(end uint64) {
 	st.pending = append(st.pending, st.cur...)
 	st.cur = nil
 	st.pendingConfirm = end
-	if len(st.pending) >= st.max {
+	// Waiting BatchMaxDelay for company only pays while the publisher is
+	// busy: when nothing is in flight, hand the transaction over at once
+	// (under load the publisher is busy and batches grow by themselves).
+	if len(st.pending) >= st.max || len(st.queue.unacked) == 0 {
 		st.flushPending()
 	}
 }

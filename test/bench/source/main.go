@@ -171,7 +171,7 @@ type results struct {
 	recv        map[string]measure            // workload -> pg_recvlogical
 	source      map[string]map[string]measure // workload -> sync mode -> source-pg
 	benchAsync  map[string]measure            // sync mode -> nats bench async
-	benchAtomic map[string]measure            // sync mode -> nats bench atomic (batch 1000)
+	benchAtomic map[string]measure            // sync mode -> nats bench atomic (batch bus.DefaultEmbeddedMaxBatch)
 	benchShaped map[string]measure            // sync mode -> the same with source-pg's message shape
 	benchSize   int
 	envSize     float64                  // mean stored envelope payload, bytes
@@ -269,17 +269,20 @@ func benchmark(ctx context.Context, o options, log *slog.Logger) error {
 		}
 		res.benchAsync[sm.name] = m
 		progress("  %.0f msgs/s", m.rate)
-		// The path source-pg takes: atomic batches of 1000, one at a time.
+		// The path source-pg takes: atomic batches as large as the
+		// embedded server allows (one at a time: nats bench does not
+		// overlap them, source-pg stages the next during a commit).
 		amsgs := max(o.n, 100_000)
-		progress("nats bench js pub atomic --batch 1000, %s: %d messages", sm.name, amsgs)
-		m, err = natsBench(ctx, natsBin, sm, "atomic", 1000, amsgs, res.benchSize, log)
+		ab := bus.DefaultEmbeddedMaxBatch
+		progress("nats bench js pub atomic --batch %d, %s: %d messages", ab, sm.name, amsgs)
+		m, err = natsBench(ctx, natsBin, sm, "atomic", ab, amsgs, res.benchSize, log)
 		if err != nil {
 			return err
 		}
 		res.benchAtomic[sm.name] = m
 		progress("  %.0f msgs/s", m.rate)
-		progress("nats bench js pub atomic --batch 1000 %s, %s: %d messages", strings.Join(sourceShape, " "), sm.name, amsgs)
-		m, err = natsBench(ctx, natsBin, sm, "atomic", 1000, amsgs, res.benchSize, log, sourceShape...)
+		progress("nats bench js pub atomic --batch %d %s, %s: %d messages", ab, strings.Join(sourceShape, " "), sm.name, amsgs)
+		m, err = natsBench(ctx, natsBin, sm, "atomic", ab, amsgs, res.benchSize, log, sourceShape...)
 		if err != nil {
 			return err
 		}

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/tributary/tributary/pkg/bus"
 )
 
 const (
@@ -61,7 +63,7 @@ func report(r *results) string {
 		"(it does not involve Postgres); each appears in every row it bounds.\n\n")
 
 	if len(r.benchAtomic) > 0 {
-		w("Bus limits on the path source-pg takes (atomic batches of 1000, one batch in flight), and source-pg against them:\n\n")
+		w("Bus limits on the path source-pg takes (atomic batches of %d, the embedded server's limit, one batch in flight), and source-pg against them:\n\n", bus.DefaultEmbeddedMaxBatch)
 		w("| bus fsync | nats bench atomic msgs/s | atomic, source-pg's message shape msgs/s | single-row source-pg / shaped | large tx source-pg / shaped |\n")
 		w("|---|---:|---:|---:|---:|\n")
 		for _, sm := range syncModes {
