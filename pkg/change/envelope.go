@@ -89,9 +89,11 @@ func Decode(data []byte) (*Envelope, error) {
 	return &e, nil
 }
 
-// Encode returns the JSON form of the envelope.
+// Encode returns the JSON form of the envelope in a new slice: the bytes of
+// json.Marshal(e), written by AppendJSON without reflection. Errors are those
+// of AppendJSON (they wrap ErrInvalid and name the failing property).
 func (e *Envelope) Encode() ([]byte, error) {
-	return json.Marshal(e)
+	return e.encodeOwned()
 }
 
 // Validate reports every problem of the envelope at once, each naming its
