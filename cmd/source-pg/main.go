@@ -102,6 +102,7 @@ func sourceConfig(id string, pg *config.PostgresSource) pgsource.Config {
 			Snapshot:     pg.Timeouts.Snapshot.D(),
 			SnapshotStep: pg.Timeouts.SnapshotStep.D(),
 			Stop:         pg.Timeouts.Stop.D(),
+			Idle:         pg.Timeouts.Idle.D(),
 		},
 		Backoff: pgsource.Backoff{
 			Initial:    pg.Backoff.Initial.D(),

@@ -341,6 +341,7 @@ func connectOptions(cfg *config.Config, kind string, log *slog.Logger, reg prome
 // Main is a service binary's whole main: it parses the common flags,
 // turns SIGTERM and SIGINT into a drain, runs b and exits with its code.
 func Main(b Binary, description, metricsAddr string) {
+	ApplyGCDefault()
 	var g Globals
 	kong.Parse(&g, kong.Name(b.Kind), kong.Description(description),
 		kong.Vars{"metricsAddr": metricsAddr})

@@ -73,7 +73,7 @@ func TestExampleConfigParses(t *testing.T) {
 		HeartbeatInterval: Duration(30 * time.Second), StatusInterval: Duration(10 * time.Second),
 		Batch: BatchConfig{MaxDelay: Duration(10 * time.Millisecond)},
 		Timeouts: PostgresTimeouts{Connect: Duration(10 * time.Second), Query: Duration(30 * time.Second),
-			Snapshot: Duration(30 * time.Minute), SnapshotStep: Duration(5 * time.Minute), Stop: Duration(30 * time.Second)},
+			Snapshot: Duration(30 * time.Minute), SnapshotStep: Duration(5 * time.Minute), Stop: Duration(30 * time.Second), Idle: Duration(2 * time.Minute)},
 		Backoff: BackoffConfig{Initial: Duration(500 * time.Millisecond), Max: Duration(30 * time.Second)},
 	}
 	if !reflect.DeepEqual(pg, want) {
@@ -349,6 +349,7 @@ func TestProblems(t *testing.T) {
 		{"batch size", "sources:\n  - {kind: postgres, id: s, database: d, tables: [t], batch: {maxMessages: 5001}}\n", "sources[0].batch.maxMessages", "above nats.maxBatch (5000)"},
 		{"batch size remote", "nats: {url: nats://h:4222}\nsources:\n  - {kind: postgres, id: s, database: d, tables: [t], batch: {maxMessages: 1001}}\n", "sources[0].batch.maxMessages", "above nats.maxBatch (1000)"},
 		{"max batch", "nats: {maxBatch: 100001}\n", "nats.maxBatch", "between 1 and 100000"},
+		{"idle", "sources:\n  - {kind: postgres, id: s, database: d, tables: [t], statusInterval: 10s, timeouts: {idle: 5s}}\n", "sources[0].timeouts.idle", "longer than statusInterval"},
 		{"in flight", "sources:\n  - {kind: postgres, id: s, database: d, tables: [t], maxInFlight: 10}\n", "sources[0].maxInFlight", "less than batch.maxMessages"},
 		{"negative interval", "sources:\n  - {kind: postgres, id: s, database: d, tables: [t], statusInterval: -1s}\n", "sources[0].statusInterval", "positive"},
 		{"timeout", "sources:\n  - {kind: postgres, id: s, database: d, tables: [t], timeouts: {snapshotStep: -5m}}\n", "sources[0].timeouts.snapshotStep", "positive"},

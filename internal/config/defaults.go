@@ -88,6 +88,7 @@ func (p *PostgresSource) applyDefaults(id string) {
 	setDuration(&p.Timeouts.Snapshot, 30*time.Minute)
 	setDuration(&p.Timeouts.SnapshotStep, 5*time.Minute)
 	setDuration(&p.Timeouts.Stop, 30*time.Second)
+	setDuration(&p.Timeouts.Idle, max(12*p.StatusInterval.D(), 60*time.Second))
 	setDuration(&p.Backoff.Initial, 500*time.Millisecond)
 	setDuration(&p.Backoff.Max, 30*time.Second)
 	// Backoff.MaxElapsed: 0 = retry forever.

@@ -133,6 +133,11 @@ type PostgresTimeouts struct {
 	SnapshotStep Duration `yaml:"snapshotStep"`
 	// Stop bounds a graceful stop (flush, final status, close). Default 30s.
 	Stop Duration `yaml:"stop"`
+	// Idle is how long the replication connection may stay silent (the
+	// source asks for keepalives) before it is taken for dead, e.g. after a
+	// silent network cut, and replaced. Default 12 × statusInterval, at
+	// least 60s.
+	Idle Duration `yaml:"idle"`
 }
 
 // BackoffConfig is capped exponential backoff with jitter.

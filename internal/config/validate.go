@@ -358,6 +358,10 @@ func (p *PostgresSource) validate(ps *problems, path string, src *Source) {
 	positive(ps, join(tp, "snapshot"), p.Timeouts.Snapshot)
 	positive(ps, join(tp, "snapshotStep"), p.Timeouts.SnapshotStep)
 	positive(ps, join(tp, "stop"), p.Timeouts.Stop)
+	positive(ps, join(tp, "idle"), p.Timeouts.Idle)
+	if p.Timeouts.Idle > 0 && p.Timeouts.Idle <= p.StatusInterval {
+		ps.add(join(tp, "idle"), "%s must be longer than statusInterval (%s), which asks the server for keepalives", p.Timeouts.Idle, p.StatusInterval)
+	}
 	bp := join(path, "backoff")
 	backoffRange(ps, bp, p.Backoff.Initial, p.Backoff.Max)
 	if p.Backoff.MaxElapsed < 0 {

@@ -40,6 +40,11 @@ type Timeouts struct {
 	// Stop bounds the graceful stop: waiting for outstanding
 	// acknowledgements, the final status update and closing. Default 30s.
 	Stop time.Duration
+	// Idle is how long the replication connection may stay silent, although
+	// every status update after a quiet StatusInterval asks the server for
+	// a keepalive, before it is taken for dead (a silent network cut) and
+	// replaced. Default 12 × StatusInterval, at least 60s.
+	Idle time.Duration
 }
 
 // Backoff is the reconnection policy: capped exponential with jitter.
@@ -149,6 +154,7 @@ func (c Config) withDefaults() Config {
 	def(&c.Timeouts.Snapshot, time.Hour)
 	def(&c.Timeouts.SnapshotStep, time.Minute)
 	def(&c.Timeouts.Stop, 30*time.Second)
+	def(&c.Timeouts.Idle, max(12*c.StatusInterval, 60*time.Second))
 	def(&c.Backoff.Initial, 250*time.Millisecond)
 	def(&c.Backoff.Max, 30*time.Second)
 	return c
@@ -255,6 +261,7 @@ func (c Config) Validate() error {
 		{"timeouts.snapshot", c.Timeouts.Snapshot},
 		{"timeouts.snapshotStep", c.Timeouts.SnapshotStep},
 		{"timeouts.stop", c.Timeouts.Stop},
+		{"timeouts.idle", c.Timeouts.Idle},
 		{"backoff.initial", c.Backoff.Initial},
 		{"backoff.max", c.Backoff.Max},
 	}
@@ -262,6 +269,9 @@ func (c Config) Validate() error {
 		if p.d < 0 {
 			add("%s: %s is negative", p.name, p.d)
 		}
+	}
+	if c.Timeouts.Idle > 0 && c.Timeouts.Idle <= c.StatusInterval {
+		add("timeouts.idle: %s must be longer than statusInterval (%s), which asks the server for keepalives", c.Timeouts.Idle, c.StatusInterval)
 	}
 	if c.Backoff.MaxElapsed < 0 {
 		add("backoff.maxElapsed: %s is negative (0 retries forever)", c.Backoff.MaxElapsed)

@@ -315,7 +315,7 @@ type stream struct {
 // before it is taken for dead (a network cut without a reset) and
 // reconnected.
 func (st *stream) idleTimeout() time.Duration {
-	return max(12*st.s.cfg.StatusInterval, 60*time.Second)
+	return st.s.cfg.Timeouts.Idle
 }
 
 func (st *stream) inFlight() int {

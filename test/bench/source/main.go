@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tributary/tributary/internal/app"
 	"github.com/tributary/tributary/pkg/bus"
 )
 
@@ -163,6 +164,7 @@ func (o *options) validate() error {
 type results struct {
 	started     time.Time
 	loadBefore  string
+	gcPercent   int // GOGC in effect for source-pg and the embedded server
 	loadAfter   string
 	pgFsync     bool
 	n           int
@@ -196,8 +198,11 @@ func benchmark(ctx context.Context, o options, log *slog.Logger) error {
 		return err
 	}
 	res := &results{
-		started:     time.Now().UTC(),
-		loadBefore:  loadAvg(),
+		started:    time.Now().UTC(),
+		loadBefore: loadAvg(),
+		// The binaries' garbage collector setting (or GOGC's), since
+		// source-pg and the embedded server run in this process.
+		gcPercent:   app.ApplyGCDefault(),
 		pgFsync:     o.pgFsync,
 		n:           o.n,
 		txRows:      o.txRows,

@@ -30,8 +30,8 @@ func report(r *results) string {
 	w("\n### Run of %s\n\n", r.started.Format("2006-01-02 15:04 MST"))
 	w("Machine: %d CPUs (nproc), load average %s before and %s after. Postgres fsync %s. "+
 		"N = %d rows per workload; large transactions of %d rows. nats bench message size %d B "+
-		"(mean source-pg envelope payload %.0f B).\n\n",
-		runtime.NumCPU(), r.loadBefore, r.loadAfter, pgf, r.n, r.txRows, r.benchSize, r.envSize)
+		"(mean source-pg envelope payload %.0f B). GOGC %d in this process (source-pg and its embedded server), as in the binaries.\n\n",
+		runtime.NumCPU(), r.loadBefore, r.loadAfter, pgf, r.n, r.txRows, r.benchSize, r.envSize, r.gcPercent)
 
 	if len(r.gen) > 0 {
 		w("Workload generation (server-side, synchronous_commit off):")
