@@ -28,7 +28,7 @@ import (
 var pg *pgtest.Server
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(pgtest.WithServer(m, &pg, pgtest.Options{}))
+	goleak.VerifyTestMain(pgtest.WithServer(m, &pg, pgtest.Options{}), natstest.LeakIgnores()...)
 }
 
 // env is one test's world: a fresh database, a NATS server with the

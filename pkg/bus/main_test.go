@@ -3,9 +3,10 @@ package bus_test
 import (
 	"testing"
 
+	"github.com/tributary/tributary/internal/natstest"
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, natstest.LeakIgnores()...)
 }

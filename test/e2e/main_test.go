@@ -5,6 +5,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/tributary/tributary/internal/natstest"
 	"github.com/tributary/tributary/internal/pgtest"
 )
 
@@ -12,5 +13,5 @@ import (
 var pg *pgtest.Server
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(pgtest.WithServer(m, &pg, pgtest.Options{}))
+	goleak.VerifyTestMain(pgtest.WithServer(m, &pg, pgtest.Options{}), natstest.LeakIgnores()...)
 }
