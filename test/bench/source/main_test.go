@@ -96,7 +96,7 @@ func TestReportMarksTargets(t *testing.T) {
 		"| single-row | fsync always | 100,000 | 5,000 | 5,000 (bus) | 70,000 | 1400% | pass |",
 		"| single-row | lazy fsync | 100,000 | 120,000 | 100,000 (pg) | 50,000 | 50% | **FAIL** |",
 		"| fsync always | 100,000 | 50,000 | 140% | — |",
-		"| single-row | fsync always | 1.0 s | 2 | 500 | 250.0 ms | 50% |",
+		"| single-row | fsync always | 1.0 s | 2 | 500 | 250.0 ms | 0.50 |",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)
