@@ -2,6 +2,7 @@ package pgsource
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -237,5 +238,103 @@ func TestQueueMergesWaitingBatchesInOrder(t *testing.T) {
 		if want := change.FormatPGPosition(1, uint32(seq-1)); m.Header.Get(PositionHeader) != want {
 			t.Fatalf("message %d has position %s, want %s", seq, m.Header.Get(PositionHeader), want)
 		}
+	}
+}
+
+// failFirstPublisher fails the first commit, once the next batch has been
+// staged behind it (the injected fault: a batch the server refused), and
+// records every commit that reaches the real publisher.
+type failFirstPublisher struct {
+	recordingPublisher
+	staged   chan struct{} // one token per StageBatch
+	commits  sync.Mutex
+	attempts int
+}
+
+var errInjected = errors.New("injected: the server refused the batch")
+
+func (p *failFirstPublisher) StageBatch(msgs []bus.Message) (StagedBatch, error) {
+	sb, err := p.recordingPublisher.StageBatch(msgs)
+	if err != nil {
+		return nil, err
+	}
+	p.staged <- struct{}{}
+	return &failFirstBatch{p: p, sb: sb}, nil
+}
+
+type failFirstBatch struct {
+	p  *failFirstPublisher
+	sb StagedBatch
+}
+
+func (b *failFirstBatch) Commit(ctx context.Context) (bus.BatchAck, error) {
+	b.p.commits.Lock()
+	b.p.attempts++
+	first := b.p.attempts == 1
+	b.p.commits.Unlock()
+	if first {
+		// Fail only once the next batch is staged, so that it is in
+		// progress on the server when this one fails.
+		<-b.p.staged // this batch's token
+		select {
+		case <-b.p.staged:
+		case <-ctx.Done():
+			return bus.BatchAck{}, ctx.Err()
+		}
+		return bus.BatchAck{}, errInjected
+	}
+	return b.sb.Commit(ctx)
+}
+
+// TestQueueNeverCommitsPastAFailedBatch: when a batch fails, the batch
+// staged behind it is never committed (the stream must never hold a change
+// whose predecessors are missing), and the failure is reported.
+func TestQueueNeverCommitsPastAFailedBatch(t *testing.T) {
+	e := newEnv(t)
+	met, err := newMetrics(prometheus.NewRegistry(), "f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := &failFirstPublisher{recordingPublisher: recordingPublisher{Publisher: BusPublisher(e.pub)}, staged: make(chan struct{}, 4)}
+	q := startPublishQueue(e.ctx, pub, met, 10)
+	defer q.stop()
+	next := 0
+	mk := func(n int) *batch {
+		items := make([]item, n)
+		for i := range items {
+			pos := change.FormatPGPosition(1, uint32(next))
+			next++
+			items[i] = item{msg: bus.Message{
+				Subject: e.topo.ChangeSubject("f", "t", fmt.Sprint(next)),
+				ID:      "f:" + pos, Data: []byte("{}"), Header: map[string]string{PositionHeader: pos},
+			}, table: "t", op: "insert"}
+		}
+		return makeBatch(items, 0)
+	}
+	q.push(mk(10))
+	q.push(mk(10)) // cannot merge with the first (max 10): staged behind it
+	var acks []ackResult
+	deadline := time.After(20 * time.Second)
+	for len(acks) == 0 {
+		select {
+		case <-q.ready:
+		case <-deadline:
+			t.Fatal("no acknowledgement")
+		}
+		acks = append(acks, q.takeAcks()...)
+	}
+	if _, err := q.acked(acks[0]); !errors.Is(err, errInjected) {
+		t.Fatalf("first outcome: want the injected error, got %v", err)
+	}
+	q.stop() // waits for the queue's goroutines: nothing can commit after this
+	acks = append(acks, q.takeAcks()...)
+	if len(acks) != 1 {
+		t.Fatalf("%d outcomes, want only the failure: %+v", len(acks), acks)
+	}
+	if sizes := pub.batchSizes(); len(sizes) != 0 {
+		t.Fatalf("batches committed after the failure: %v", sizes)
+	}
+	if n := e.streamCount(); n != 0 {
+		t.Fatalf("the stream holds %d changes after a failed first batch, want 0", n)
 	}
 }
