@@ -21,6 +21,10 @@
 //     the stream and changes at or below it are skipped, so that a replayed
 //     transaction (even one that was stored only in part) is not stored again,
 //     however long the restart took.
+//   - No gaps: atomic batches are committed strictly one after the other
+//     (the next one is only staged on the server meanwhile, see publishq.go),
+//     so the stream never holds a change whose predecessors are missing;
+//     the skip rule above relies on it.
 //   - The initial snapshot is taken from the snapshot exported by a temporary
 //     slot; the permanent slot is made (as a copy of the temporary one) only
 //     once every snapshot row was acknowledged, so the existence of the slot
