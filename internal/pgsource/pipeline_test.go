@@ -151,6 +151,21 @@ func TestCatchUpBatchesGrowToMax(t *testing.T) {
 	}
 }
 
+// testBatch makes a batch of n changes of source src at the positions
+// after *next (which it advances), confirming confirm.
+func (e *env) testBatch(src string, next *int, n int, confirm uint64) *batch {
+	items := make([]item, n)
+	for i := range items {
+		pos := change.FormatPGPosition(1, uint32(*next))
+		*next++
+		items[i] = item{msg: bus.Message{
+			Subject: e.topo.ChangeSubject(src, "t", fmt.Sprint(*next)),
+			ID:      src + ":" + pos, Data: []byte("{}"), Header: map[string]string{PositionHeader: pos},
+		}, table: "t", op: "insert"}
+	}
+	return makeBatch(items, confirm)
+}
+
 // gatedPublisher holds the first StageBatch until release is closed (the
 // injected fault: a slow publisher), then passes batches on.
 type gatedPublisher struct {
@@ -182,18 +197,7 @@ func TestQueueMergesWaitingBatchesInOrder(t *testing.T) {
 	q := startPublishQueue(e.ctx, pub, met, 10)
 	defer q.stop()
 	next := 0
-	mk := func(n int, confirm uint64) *batch {
-		items := make([]item, n)
-		for i := range items {
-			pos := change.FormatPGPosition(1, uint32(next))
-			next++
-			items[i] = item{msg: bus.Message{
-				Subject: e.topo.ChangeSubject("q", "t", fmt.Sprint(next)),
-				ID:      "q:" + pos, Data: []byte("{}"), Header: map[string]string{PositionHeader: pos},
-			}, table: "t", op: "insert"}
-		}
-		return makeBatch(items, confirm)
-	}
+	mk := func(n int, confirm uint64) *batch { return e.testBatch("q", &next, n, confirm) }
 	q.push(mk(1, 100))
 	<-pub.entered
 	for i, n := range []int{3, 4, 5, 6} {
@@ -299,18 +303,7 @@ func TestQueueNeverCommitsPastAFailedBatch(t *testing.T) {
 	q := startPublishQueue(e.ctx, pub, met, 10)
 	defer q.stop()
 	next := 0
-	mk := func(n int) *batch {
-		items := make([]item, n)
-		for i := range items {
-			pos := change.FormatPGPosition(1, uint32(next))
-			next++
-			items[i] = item{msg: bus.Message{
-				Subject: e.topo.ChangeSubject("f", "t", fmt.Sprint(next)),
-				ID:      "f:" + pos, Data: []byte("{}"), Header: map[string]string{PositionHeader: pos},
-			}, table: "t", op: "insert"}
-		}
-		return makeBatch(items, 0)
-	}
+	mk := func(n int) *batch { return e.testBatch("f", &next, n, 0) }
 	q.push(mk(10))
 	q.push(mk(10)) // cannot merge with the first (max 10): staged behind it
 	var acks []ackResult

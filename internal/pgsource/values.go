@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/tributary/tributary/pkg/change"
 )
 
 // Values travel as JSON (DESIGN.md section 4, docs/formats.md):
@@ -145,7 +146,7 @@ func (c *converter) convert(t *pgType, text []byte) (any, error) {
 		case "NaN", "Infinity", "-Infinity":
 			return s, nil
 		default:
-			if isJSONNumber(text) {
+			if change.IsNumberLiteral(text) {
 				return json.Number(s), nil
 			}
 		}
@@ -223,42 +224,6 @@ func isJSONInteger(b []byte) bool {
 	return true
 }
 
-// isJSONNumber reports whether b is a JSON number literal.
-func isJSONNumber(b []byte) bool {
-	i := 0
-	if i < len(b) && b[i] == '-' {
-		i++
-	}
-	digits := func() int {
-		n := 0
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-			n++
-		}
-		return n
-	}
-	start := i
-	n := digits()
-	if n == 0 || (n > 1 && b[start] == '0') {
-		return false
-	}
-	if i < len(b) && b[i] == '.' {
-		i++
-		if digits() == 0 {
-			return false
-		}
-	}
-	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
-		i++
-		if i < len(b) && (b[i] == '+' || b[i] == '-') {
-			i++
-		}
-		if digits() == 0 {
-			return false
-		}
-	}
-	return i == len(b)
-}
 
 // convertArray parses the text form of an array ("{1,2,NULL}", "{{a,b},{c,d}}",
 // optionally preceded by dimension bounds "[0:1]=") and converts each element.

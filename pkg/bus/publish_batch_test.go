@@ -65,25 +65,9 @@ func (e *env) publisher(t *testing.T, o bus.PublisherOptions) *bus.Publisher {
 // ids returns how often each Nats-Msg-Id is stored in stream.
 func (e *env) ids(t *testing.T, stream string) map[string]int {
 	t.Helper()
-	ctx := context.Background()
-	s, err := e.js.Stream(ctx, stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	got := map[string]int{}
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := s.GetMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
-		if err != nil {
-			t.Fatalf("reading seq %d: %v", seq, err)
-		}
-		got[m.Header.Get(jetstream.MsgIDHeader)]++
+	for _, id := range e.storedIDs(t, stream) {
+		got[id]++
 	}
 	return got
 }

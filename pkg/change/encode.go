@@ -392,15 +392,16 @@ func appendNumber(dst []byte, n json.Number) ([]byte, error) {
 	if n == "" {
 		return append(dst, '0'), nil
 	}
-	if !isNumberLiteral(string(n)) {
+	if !IsNumberLiteral(n) {
 		return dst, fmt.Errorf("json: invalid number literal %q", string(n))
 	}
 	return append(dst, n...), nil
 }
 
-// isNumberLiteral reports whether s is a number literal of the JSON grammar
-// (RFC 8259 section 6).
-func isNumberLiteral(s string) bool {
+// IsNumberLiteral reports whether s is a number literal of the JSON grammar
+// (RFC 8259 section 6): what a json.Number must hold to be encoded, and what
+// a source may pass through verbatim as a number.
+func IsNumberLiteral[T ~string | ~[]byte](s T) bool {
 	i := 0
 	digits := func() int {
 		n := 0
