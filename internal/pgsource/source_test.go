@@ -240,3 +240,42 @@ func randomText(n int) string {
 	}
 	return b.String()
 }
+
+// TestReplicaIdentityFullCompletesUnchangedTOAST: with REPLICA IDENTITY
+// FULL the old row carries the TOASTed value the new row leaves out, so
+// updates are complete (nothing listed as unchanged) — also when the key
+// changes, where there is no previous element to keep the value from.
+func TestReplicaIdentityFullCompletesUnchangedTOAST(t *testing.T) {
+	e := newEnv(t)
+	e.exec(`CREATE TABLE f (id int PRIMARY KEY, v int, big text); ALTER TABLE f REPLICA IDENTITY FULL`)
+	cfg := e.config("full", "f")
+	cfg.Snapshot = SnapshotNever
+	r := e.start(cfg)
+	eventually(t, 20*time.Second, "streaming", func() bool { return r.src.Status().State == StateStreaming })
+
+	big := randomText(20000) // stored out of line (TOAST)
+	e.exec(`INSERT INTO f VALUES (1, 1, '` + big + `')`)
+	e.exec(`UPDATE f SET v = 2 WHERE id = 1`)   // big unchanged
+	e.exec(`UPDATE f SET id = 10 WHERE id = 1`) // key change, big unchanged
+	eventually(t, 20*time.Second, "four changes", func() bool { return e.streamCount() >= 4 })
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	msgs := e.messages()
+	checkStreamInvariants(t, msgs)
+	if len(msgs) != 4 {
+		t.Fatalf("%d changes, want insert, update, delete, insert", len(msgs))
+	}
+	for i, want := range []struct{ op, id string }{{"insert", "f:1"}, {"update", "f:1"}, {"delete", "f:1"}, {"insert", "f:10"}} {
+		env := msgs[i].env
+		if string(env.Op) != want.op || env.Element.ID != want.id {
+			t.Fatalf("change %d is %s %s, want %s %s", i, env.Op, env.Element.ID, want.op, want.id)
+		}
+		if want.op == "delete" {
+			continue
+		}
+		if got, _ := env.Element.Properties["big"].(string); got != big || len(env.Unchanged) != 0 {
+			t.Fatalf("change %d (%s %s): big has %d characters, want %d; unchanged %v", i, env.Op, env.Element.ID, len(got), len(big), env.Unchanged)
+		}
+	}
+}

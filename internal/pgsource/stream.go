@@ -682,6 +682,24 @@ func (st *stream) update(m *pglogrepl.UpdateMessage) error {
 			return err
 		}
 	}
+	if m.OldTupleType == pglogrepl.UpdateMessageTupleTypeOld && len(unchanged) > 0 {
+		// REPLICA IDENTITY FULL: the old row comes whole, its TOASTed
+		// values written inline, so a value the new row left out as
+		// unchanged is known: send it, and the row is complete (even
+		// under a new key, where no previous value exists to keep).
+		kept := unchanged[:0]
+		for _, c := range unchanged {
+			if v, ok := before[c]; ok {
+				props[c] = v
+			} else {
+				kept = append(kept, c)
+			}
+		}
+		unchanged = kept
+		if len(unchanged) == 0 {
+			unchanged = nil
+		}
+	}
 	if oldKey == key {
 		return st.emitRow(change.OpUpdate, r, key, props, before, unchanged)
 	}
@@ -692,8 +710,9 @@ func (st *stream) update(m *pglogrepl.UpdateMessage) error {
 	if len(unchanged) == 0 {
 		return st.emitRow(change.OpInsert, r, key, props, nil, nil)
 	}
-	// Some values were not sent (unchanged TOAST): an update merges what is
-	// known; the unchanged values cannot be recovered from the stream.
+	// Some values were not sent (unchanged TOAST) and the old row does not
+	// carry them (REPLICA IDENTITY DEFAULT): an update merges what is
+	// known; those values cannot be recovered from the stream.
 	return st.emitRow(change.OpUpdate, r, key, props, nil, unchanged)
 }
 
