@@ -224,7 +224,6 @@ func isJSONInteger(b []byte) bool {
 	return true
 }
 
-
 // convertArray parses the text form of an array ("{1,2,NULL}", "{{a,b},{c,d}}",
 // optionally preceded by dimension bounds "[0:1]=") and converts each element.
 func (c *converter) convertArray(t *pgType, text []byte) ([]any, error) {
