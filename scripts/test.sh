@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of the project: installs what the tests need (Postgres),
-# then go vet and go test -race over all packages. CI runs exactly this.
+# then gofmt, go vet and go test -race over all packages. CI runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +10,13 @@ bash scripts/install-deps.sh
 # sequences here (a plain `go test` runs a few hundred).
 export TRIBUTARY_DIFF_SEQUENCES="${TRIBUTARY_DIFF_SEQUENCES:-3000}"
 
+echo "== gofmt"
+unformatted="$(gofmt -l .)"
+if [[ -n "$unformatted" ]]; then
+	echo "not gofmt-formatted (run gofmt -w):" >&2
+	echo "$unformatted" >&2
+	exit 1
+fi
 echo "== go vet"
 go vet ./...
 echo "== go test -race"
