@@ -19,6 +19,7 @@ import (
 	"github.com/tributary/tributary/internal/app"
 	"github.com/tributary/tributary/internal/natstest"
 	"github.com/tributary/tributary/internal/reaction"
+	"github.com/tributary/tributary/internal/testwait"
 	"github.com/tributary/tributary/pkg/lifecycle"
 )
 
@@ -178,23 +179,17 @@ reactions:
 	defer nc.Close()
 	js, _ := nc.JetStream()
 	msg := `{"query":"q1","seq":1,"ts_ms":5,"added":[{"id":7}],"updated":[],"deleted":[]}`
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		// The stream exists once the binary applied its topology.
-		if _, err := js.Publish("tributary.results.q1", []byte(msg), nats.MsgId("q1:1")); err == nil {
-			break
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("stdout:\n%s\nstderr:\n%s", out.String(), errOut.String())
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("results stream never appeared; stderr:\n%s", errOut.String())
-		}
-		time.Sleep(50 * time.Millisecond) // polling for the stream to exist
-	}
-	for !strings.Contains(out.String(), `"seq":1`) {
-		if time.Now().After(deadline) {
-			t.Fatalf("result not delivered; stdout %q stderr:\n%s", out.String(), errOut.String())
-		}
-		time.Sleep(20 * time.Millisecond) // polling for the output
-	}
+	})
+	// The stream exists once the binary applied its topology.
+	testwait.UntilErr(context.Background(), t, 20*time.Second, "the results stream", func() (bool, error) {
+		_, err := js.Publish("tributary.results.q1", []byte(msg), nats.MsgId("q1:1"))
+		return err == nil, err
+	})
+	testwait.Until(t, 20*time.Second, "the result in the output", func() bool { return strings.Contains(out.String(), `"seq":1`) })
 	if !strings.Contains(out.String(), `"reaction":"console"`) || !strings.Contains(out.String(), `"added":[{"id":7}]`) {
 		t.Fatalf("output: %s", out.String())
 	}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/tributary/tributary/internal/testwait"
 )
 
 // Cluster is a three-node JetStream cluster on loopback. Every node has its
@@ -262,13 +264,7 @@ func (c *Cluster) Shutdown() {
 // waitFor polls cond until it holds, failing the test after waitTimeout.
 func (c *Cluster) waitFor(what string, cond func() bool) {
 	c.t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			c.t.Fatalf("natstest: no %s within %s", what, waitTimeout)
-		}
-		time.Sleep(20 * time.Millisecond) // polling interval
-	}
+	testwait.Until(c.t, waitTimeout, "natstest: "+what, cond)
 }
 
 // RestartAfter stops the server, keeps it down for down (the injected

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tributary/tributary/internal/natstest"
+	"github.com/tributary/tributary/internal/testwait"
 	"go.uber.org/goleak"
 )
 
@@ -65,8 +66,7 @@ func TestClusterSurvivesLosingTheStreamLeader(t *testing.T) {
 
 	// Every message is stored once, and the restarted node is a current
 	// replica again.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testwait.UntilErr(ctx, t, 30*time.Second, "current replicas", func() (bool, error) {
 		s, err := js.Stream(ctx, "R3")
 		if err != nil {
 			t.Fatal(err)
@@ -81,12 +81,6 @@ func TestClusterSurvivesLosingTheStreamLeader(t *testing.T) {
 				ok = ok && r.Current && !r.Offline
 			}
 		}
-		if ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("replicas not current: %+v", info.Cluster)
-		}
-		time.Sleep(50 * time.Millisecond) // polling interval
-	}
+		return ok, fmt.Errorf("replicas %+v", info.Cluster)
+	})
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tributary/tributary/internal/natstest"
+	"github.com/tributary/tributary/internal/testwait"
 )
 
 // BenchmarkStreamLargeTransaction measures streaming one transaction of
@@ -34,14 +35,14 @@ func benchStream(b *testing.B, rows int, sql func(base int) string) {
 	cfg.Snapshot = SnapshotNever
 	cfg.StatusInterval = time.Second
 	r := e.start(cfg)
-	eventually(b, 20*time.Second, "streaming", func() bool { return r.src.Status().State == StateStreaming })
+	testwait.Until(b, 20*time.Second, "streaming", func() bool { return r.src.Status().State == StateStreaming })
 	b.ResetTimer()
 	total := 0
 	for i := 0; i < b.N; i++ {
 		start := time.Now()
 		e.exec(sql(i*rows + 1))
 		total += rows
-		eventually(b, 120*time.Second, "the rows", func() bool { return e.streamCount() >= uint64(total) })
+		testwait.Until(b, 120*time.Second, "the rows", func() bool { return e.streamCount() >= uint64(total) })
 		b.ReportMetric(float64(rows)/time.Since(start).Seconds(), "rows/s")
 	}
 	b.StopTimer()

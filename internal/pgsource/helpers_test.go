@@ -174,18 +174,6 @@ func (r *running) stop() error {
 	}
 }
 
-// eventually polls cond until it holds or d passes.
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond) // polling interval of the deadline loop
-	}
-}
-
 // stored is one message of the changes stream.
 type stored struct {
 	seq     uint64

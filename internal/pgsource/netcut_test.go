@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tributary/tributary/internal/testwait"
 )
 
 // cutProxy forwards TCP connections to a target and can cut them the way a
@@ -151,15 +153,15 @@ func TestSilentNetworkCutIsDetectedAndRecovered(t *testing.T) {
 	cfg.Timeouts.Connect = time.Second
 	cfg.Timeouts.Stop = 3 * time.Second
 	r := e.start(cfg)
-	eventually(t, 20*time.Second, "streaming", func() bool { return r.src.Status().State == StateStreaming })
+	testwait.Until(t, 20*time.Second, "streaming", func() bool { return r.src.Status().State == StateStreaming })
 
 	e.burst(1, 100)
-	eventually(t, 20*time.Second, "the first changes", func() bool { return e.streamCount() >= 100 })
+	testwait.Until(t, 20*time.Second, "the first changes", func() bool { return e.streamCount() >= 100 })
 
 	proxy.setCut(true)
 	cutAt := time.Now()
 	e.burst(101, 100) // committed during the partition (directly, not through the proxy)
-	eventually(t, 30*time.Second, "the source to notice the dead connection", func() bool {
+	testwait.Until(t, 30*time.Second, "the source to notice the dead connection", func() bool {
 		return r.src.Status().State == StateDegraded
 	})
 	noticed := time.Since(cutAt)
@@ -169,7 +171,7 @@ func TestSilentNetworkCutIsDetectedAndRecovered(t *testing.T) {
 	}
 
 	proxy.setCut(false)
-	eventually(t, 60*time.Second, "every change after the partition", func() bool { return e.streamCount() >= 200 })
+	testwait.Until(t, 60*time.Second, "every change after the partition", func() bool { return e.streamCount() >= 200 })
 	if err := r.stop(); err != nil && !errors.Is(err, io.EOF) {
 		t.Fatal(err)
 	}

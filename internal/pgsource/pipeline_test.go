@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tributary/tributary/internal/testwait"
 	"github.com/tributary/tributary/pkg/bus"
 	"github.com/tributary/tributary/pkg/change"
 )
@@ -90,7 +91,7 @@ func TestBacklogDrainsWithoutWaitingForStatus(t *testing.T) {
 	cfg.BatchMaxDelay = time.Millisecond
 	pub := &recordingPublisher{Publisher: BusPublisher(e.pub)}
 	r := e.startWith(cfg, pub)
-	eventually(t, 20*time.Second, "streaming", func() bool { return r.src.Status().State == StateStreaming })
+	testwait.Until(t, 20*time.Second, "streaming", func() bool { return r.src.Status().State == StateStreaming })
 
 	const n = 600
 	e.burst(1, n)
@@ -99,7 +100,7 @@ func TestBacklogDrainsWithoutWaitingForStatus(t *testing.T) {
 	// channel held. The publisher needs about a second for them under
 	// -race; a session that waits for its next status update needs
 	// StatusInterval (20s).
-	eventually(t, 8*time.Second, "every change of the burst", func() bool { return e.streamCount() >= n })
+	testwait.Until(t, 8*time.Second, "every change of the burst", func() bool { return e.streamCount() >= n })
 	t.Logf("%d changes in %d batches stored %s after the last commit", n, len(pub.batchSizes()), time.Since(committed).Round(time.Millisecond))
 	if err := r.stop(); err != nil {
 		t.Fatal(err)
@@ -124,11 +125,11 @@ func TestCatchUpBatchesGrowToMax(t *testing.T) {
 	cfg.BatchMaxDelay = time.Millisecond
 	pub := &recordingPublisher{Publisher: BusPublisher(e.pub)}
 	r := e.startWith(cfg, pub)
-	eventually(t, 20*time.Second, "streaming", func() bool { return r.src.Status().State == StateStreaming })
+	testwait.Until(t, 20*time.Second, "streaming", func() bool { return r.src.Status().State == StateStreaming })
 
 	const n = 6000
 	e.burst(1, n)
-	eventually(t, 60*time.Second, "every change of the burst", func() bool { return e.streamCount() >= n })
+	testwait.Until(t, 60*time.Second, "every change of the burst", func() bool { return e.streamCount() >= n })
 	if err := r.stop(); err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/tributary/tributary/internal/testwait"
 )
 
 const writerDDL = `
@@ -90,7 +92,7 @@ func (e *env) checkExactlyOnce(extraMsgs uint64) {
 	t := e.t
 	t.Helper()
 	want := e.expectedChanges() + extraMsgs
-	eventually(t, 60*time.Second, "every committed change in the stream", func() bool { return e.streamCount() >= want })
+	testwait.Until(t, 60*time.Second, "every committed change in the stream", func() bool { return e.streamCount() >= want })
 	msgs := e.messages()
 	checkStreamInvariants(t, msgs)
 	if uint64(len(msgs)) != want {
@@ -136,11 +138,11 @@ func TestRestartMidStreamStoresEveryChangeOnce(t *testing.T) {
 	e := newWriterEnv(t)
 	cfg := e.writerConfig("restart")
 	r := e.start(cfg)
-	eventually(t, 20*time.Second, "streaming", func() bool { return r.src.Status().State == StateStreaming })
+	testwait.Until(t, 20*time.Second, "streaming", func() bool { return r.src.Status().State == StateStreaming })
 	e.exec(`INSERT INTO counters SELECT g, 0, NULL FROM generate_series(0, 4) g`)
 	w := e.startWriter(600)
 
-	eventually(t, 30*time.Second, "progress", func() bool { return e.streamCount() > 150 })
+	testwait.Until(t, 30*time.Second, "progress", func() bool { return e.streamCount() > 150 })
 	if err := r.stop(); err != nil {
 		t.Fatalf("graceful stop: %v", err)
 	}
@@ -150,7 +152,7 @@ func TestRestartMidStreamStoresEveryChangeOnce(t *testing.T) {
 	crash := cfg
 	crash.StatusInterval = time.Hour
 	r = e.start(crash)
-	eventually(t, 30*time.Second, "progress after the restart", func() bool { return e.streamCount() > 400 })
+	testwait.Until(t, 30*time.Second, "progress after the restart", func() bool { return e.streamCount() > 400 })
 	e.exec(`SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1`, cfg.SlotName)
 	if err := r.stop(); err != nil && !errors.Is(err, ErrStopIncomplete) {
 		t.Fatalf("abrupt stop: %v", err)
@@ -172,16 +174,16 @@ func TestWalsenderTerminatedAndPostgresRestarted(t *testing.T) {
 	e := newWriterEnv(t)
 	cfg := e.writerConfig("faults")
 	r := e.start(cfg)
-	eventually(t, 20*time.Second, "streaming", func() bool { return r.src.Status().State == StateStreaming })
+	testwait.Until(t, 20*time.Second, "streaming", func() bool { return r.src.Status().State == StateStreaming })
 	e.exec(`INSERT INTO counters SELECT g, 0, NULL FROM generate_series(0, 4) g`)
 	w := e.startWriter(500)
 
-	eventually(t, 30*time.Second, "progress", func() bool { return e.streamCount() > 100 })
+	testwait.Until(t, 30*time.Second, "progress", func() bool { return e.streamCount() > 100 })
 	var terminated bool
 	if err := e.db.QueryRow(e.ctx, `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1`, cfg.SlotName).Scan(&terminated); err != nil || !terminated {
 		t.Fatalf("terminating the walsender: %v %v", terminated, err)
 	}
-	eventually(t, 30*time.Second, "progress after the walsender was terminated", func() bool { return e.streamCount() > 300 })
+	testwait.Until(t, 30*time.Second, "progress after the walsender was terminated", func() bool { return e.streamCount() > 300 })
 
 	closeConn(e.db)
 	if err := pg.Restart(e.ctx); err != nil {
@@ -218,15 +220,15 @@ func TestStopConfirmsTheLastCommit(t *testing.T) {
 	cfg.Snapshot = SnapshotNever
 	cfg.StatusInterval = time.Hour // only the final status update confirms
 	r := e.start(cfg)
-	eventually(t, 20*time.Second, "streaming", func() bool { return r.src.Status().State == StateStreaming })
+	testwait.Until(t, 20*time.Second, "streaming", func() bool { return r.src.Status().State == StateStreaming })
 	e.exec(`INSERT INTO t SELECT g, 'v' FROM generate_series(1, 50) g`)
 	e.exec(`UPDATE t SET v = 'w' WHERE id <= 10`)
 	end := e.walLSN() // the end of the last commit: nothing else writes
-	eventually(t, 20*time.Second, "the changes", func() bool { return e.streamCount() == 60 })
+	testwait.Until(t, 20*time.Second, "the changes", func() bool { return e.streamCount() == 60 })
 	if err := r.stop(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "the slot to be released", func() bool {
+	testwait.Until(t, 10*time.Second, "the slot to be released", func() bool {
 		_, active, ok := e.slotState(cfg.SlotName)
 		return ok && !active
 	})
@@ -236,9 +238,9 @@ func TestStopConfirmsTheLastCommit(t *testing.T) {
 	}
 
 	r = e.start(cfg)
-	eventually(t, 20*time.Second, "streaming again", func() bool { return r.src.Status().State == StateStreaming })
+	testwait.Until(t, 20*time.Second, "streaming again", func() bool { return r.src.Status().State == StateStreaming })
 	e.exec(`INSERT INTO t VALUES (100, 'after')`)
-	eventually(t, 20*time.Second, "the new change", func() bool { return e.streamCount() == 61 })
+	testwait.Until(t, 20*time.Second, "the new change", func() bool { return e.streamCount() == 61 })
 	if err := r.stop(); err != nil {
 		t.Fatal(err)
 	}

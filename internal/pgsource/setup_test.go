@@ -9,6 +9,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/tributary/tributary/internal/testwait"
 )
 
 // TestSetupProblemsAreFatalAndNameTheFix: a missing publication or slot
@@ -56,7 +58,7 @@ func TestSetupProblemsAreFatalAndNameTheFix(t *testing.T) {
 	e.exec(`ALTER TABLE keyless ALTER COLUMN a SET NOT NULL; ALTER TABLE keyless REPLICA IDENTITY FULL;
 		INSERT INTO keyless VALUES (1, 'one')`)
 	r := e.start(cfg)
-	eventually(t, 20*time.Second, "the keyless table's row by its configured key", func() bool { return e.streamCount() == 3 })
+	testwait.Until(t, 20*time.Second, "the keyless table's row by its configured key", func() bool { return e.streamCount() == 3 })
 	if err := r.stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -75,9 +77,9 @@ func TestSlotInUseIsRetriedWithTheReason(t *testing.T) {
 	cfg := e.config("busy", "t")
 	cfg.Snapshot = SnapshotNever
 	first := e.start(cfg)
-	eventually(t, 20*time.Second, "the first instance streaming", func() bool { return first.src.Status().State == StateStreaming })
+	testwait.Until(t, 20*time.Second, "the first instance streaming", func() bool { return first.src.Status().State == StateStreaming })
 	second := e.start(cfg)
-	eventually(t, 20*time.Second, "the second instance to report the busy slot", func() bool {
+	testwait.Until(t, 20*time.Second, "the second instance to report the busy slot", func() bool {
 		for _, s := range second.statuses() {
 			if s.State == StateDegraded && strings.Contains(s.Reason, "is active for PID") {
 				return true
@@ -88,9 +90,9 @@ func TestSlotInUseIsRetriedWithTheReason(t *testing.T) {
 	if err := first.stop(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "the second instance streaming", func() bool { return second.src.Status().State == StateStreaming })
+	testwait.Until(t, 20*time.Second, "the second instance streaming", func() bool { return second.src.Status().State == StateStreaming })
 	e.exec(`INSERT INTO t VALUES (1)`)
-	eventually(t, 20*time.Second, "the change", func() bool { return e.streamCount() == 1 })
+	testwait.Until(t, 20*time.Second, "the change", func() bool { return e.streamCount() == 1 })
 	if err := second.stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -122,15 +124,15 @@ func TestBusOutageAppliesBackpressureAndResumes(t *testing.T) {
 	r.cancel = cancel
 	go func() { r.done <- src.Run(ctx) }()
 	t.Cleanup(func() { _ = r.stop() })
-	eventually(t, 20*time.Second, "streaming", func() bool { return src.Status().State == StateStreaming })
+	testwait.Until(t, 20*time.Second, "streaming", func() bool { return src.Status().State == StateStreaming })
 	e.exec(`INSERT INTO t SELECT g, g FROM generate_series(1, 10) g`)
-	eventually(t, 20*time.Second, "the first rows", func() bool { return e.streamCount() == 10 })
+	testwait.Until(t, 20*time.Second, "the first rows", func() bool { return e.streamCount() == 10 })
 	confirmedBefore, _, _ := e.slotState(cfg.SlotName)
 
 	e.ns.Shutdown()
 	e.exec(`INSERT INTO t SELECT g, g FROM generate_series(11, 500) g`)
 	e.exec(`UPDATE t SET v = -v`)
-	eventually(t, 20*time.Second, "Degraded while JetStream is away", func() bool {
+	testwait.Until(t, 20*time.Second, "Degraded while JetStream is away", func() bool {
 		st := src.Status()
 		return st.State == StateDegraded && strings.Contains(st.Reason, "JetStream")
 	})
@@ -139,8 +141,8 @@ func TestBusOutageAppliesBackpressureAndResumes(t *testing.T) {
 		t.Fatalf("while NATS is down: slot active %v confirmed %s", active, lsnString(confirmed))
 	}
 	e.ns.Restart()
-	eventually(t, 60*time.Second, "every change after NATS returned", func() bool { return e.streamCount() == 10+490+500 })
-	eventually(t, 20*time.Second, "streaming again", func() bool { return src.Status().State == StateStreaming })
+	testwait.Until(t, 60*time.Second, "every change after NATS returned", func() bool { return e.streamCount() == 10+490+500 })
+	testwait.Until(t, 20*time.Second, "streaming again", func() bool { return src.Status().State == StateStreaming })
 	if err := r.stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +168,7 @@ func TestDropSlotOnStop(t *testing.T) {
 	cfg := e.config("drop", "t")
 	cfg.DropSlotOnStop = true
 	r := e.start(cfg)
-	eventually(t, 20*time.Second, "streaming", func() bool { return r.src.Status().State == StateStreaming })
+	testwait.Until(t, 20*time.Second, "streaming", func() bool { return r.src.Status().State == StateStreaming })
 	if _, _, ok := e.slotState(cfg.SlotName); !ok {
 		t.Fatal("no slot while streaming")
 	}
@@ -187,13 +189,13 @@ func TestLostSlotWithHistoryIsRefused(t *testing.T) {
 	cfg := e.config("lost", "t")
 	cfg.Snapshot = SnapshotNever
 	r := e.start(cfg)
-	eventually(t, 20*time.Second, "streaming", func() bool { return r.src.Status().State == StateStreaming })
+	testwait.Until(t, 20*time.Second, "streaming", func() bool { return r.src.Status().State == StateStreaming })
 	e.exec(`INSERT INTO t VALUES (1, 1), (2, 2)`)
-	eventually(t, 20*time.Second, "the rows", func() bool { return e.streamCount() == 2 })
+	testwait.Until(t, 20*time.Second, "the rows", func() bool { return e.streamCount() == 2 })
 	if err := r.stop(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "the slot to be released", func() bool {
+	testwait.Until(t, 10*time.Second, "the slot to be released", func() bool {
 		_, active, _ := e.slotState(cfg.SlotName)
 		return !active
 	})
@@ -208,7 +210,7 @@ func TestLostSlotWithHistoryIsRefused(t *testing.T) {
 
 	cfg.Snapshot = SnapshotInitial
 	r = e.start(cfg)
-	eventually(t, 20*time.Second, "the resync", func() bool { return e.streamCount() == 2+1+2 })
+	testwait.Until(t, 20*time.Second, "the resync", func() bool { return e.streamCount() == 2+1+2 })
 	if err := r.stop(); err != nil {
 		t.Fatal(err)
 	}

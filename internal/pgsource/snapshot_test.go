@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/tributary/tributary/internal/testwait"
 )
 
 // TestIdleSlotAdvancesWhileOtherTablesAreBusy: with the watched table quiet
@@ -22,7 +24,7 @@ func TestIdleSlotAdvancesWhileOtherTablesAreBusy(t *testing.T) {
 	cfg.HeartbeatInterval = 100 * time.Millisecond
 	cfg.Timeouts.SnapshotStep = 2 * time.Second // bounds each step, not the whole snapshot
 	r := e.start(cfg)
-	eventually(t, 20*time.Second, "streaming", func() bool { return r.src.Status().State == StateStreaming })
+	testwait.Until(t, 20*time.Second, "streaming", func() bool { return r.src.Status().State == StateStreaming })
 
 	ctx, cancel := context.WithCancel(e.ctx)
 	var wg sync.WaitGroup
@@ -44,7 +46,7 @@ func TestIdleSlotAdvancesWhileOtherTablesAreBusy(t *testing.T) {
 	}()
 	for round := 0; round < 3; round++ {
 		target := e.walLSN()
-		eventually(t, 20*time.Second, "the slot to confirm past the busy table's writes", func() bool {
+		testwait.Until(t, 20*time.Second, "the slot to confirm past the busy table's writes", func() bool {
 			confirmed, _, _ := e.slotState(cfg.SlotName)
 			return confirmed >= target
 		})
@@ -95,7 +97,7 @@ func TestSnapshotUnderConcurrentWrites(t *testing.T) {
 	// Every write is done: once the slot confirms past the WAL written so
 	// far (heartbeats carry it past the last commit), the stream holds it all.
 	target := e.walLSN()
-	eventually(t, 60*time.Second, "the slot to confirm every write", func() bool {
+	testwait.Until(t, 60*time.Second, "the slot to confirm every write", func() bool {
 		confirmed, _, _ := e.slotState(cfg.SlotName)
 		return confirmed >= target
 	})
@@ -141,7 +143,7 @@ func TestBootstrapBlockedByLockFailsWithinItsDeadline(t *testing.T) {
 	started := time.Now()
 	r := e.start(cfg)
 	var failure Status
-	eventually(t, 10*time.Second, "the snapshot to fail", func() bool {
+	testwait.Until(t, 10*time.Second, "the snapshot to fail", func() bool {
 		for _, s := range r.statuses() {
 			if s.State == StateDegraded {
 				failure = s
@@ -156,7 +158,7 @@ func TestBootstrapBlockedByLockFailsWithinItsDeadline(t *testing.T) {
 	if !errors.Is(failure.Err, ErrSnapshot) || !strings.Contains(failure.Reason, "timeouts.snapshotStep") {
 		t.Fatalf("failure = %v, want an ErrSnapshot naming the step timeout", failure.Err)
 	}
-	eventually(t, 2*time.Second, "the snapshot's connections to be released", func() bool {
+	testwait.Until(t, 2*time.Second, "the snapshot's connections to be released", func() bool {
 		var n int
 		if err := e.db.QueryRow(e.ctx, `SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'tributary-lock-%'`).Scan(&n); err != nil {
 			t.Fatal(err)
@@ -166,7 +168,7 @@ func TestBootstrapBlockedByLockFailsWithinItsDeadline(t *testing.T) {
 	if err := tx.Rollback(e.ctx); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "the snapshot after the lock is gone", func() bool { return e.streamCount() == 21 })
+	testwait.Until(t, 20*time.Second, "the snapshot after the lock is gone", func() bool { return e.streamCount() == 21 })
 	if err := r.stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +188,7 @@ func TestInterruptedSnapshotIsRedoneExactly(t *testing.T) {
 	cfg.MaxInFlight = 20
 	cfg.HeartbeatInterval = 100 * time.Millisecond
 	r := e.start(cfg)
-	eventually(t, 30*time.Second, "the snapshot under way", func() bool { return e.streamCount() > 200 })
+	testwait.Until(t, 30*time.Second, "the snapshot under way", func() bool { return e.streamCount() > 200 })
 	if err := r.stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -199,12 +201,12 @@ func TestInterruptedSnapshotIsRedoneExactly(t *testing.T) {
 	e.exec(`DELETE FROM t WHERE id <= 100; UPDATE t SET v = 'changed' WHERE id % 10 = 0`)
 
 	r = e.start(cfg)
-	eventually(t, 60*time.Second, "the new slot", func() bool {
+	testwait.Until(t, 60*time.Second, "the new slot", func() bool {
 		_, _, ok := e.slotState(cfg.SlotName)
 		return ok
 	})
 	target := e.walLSN()
-	eventually(t, 60*time.Second, "the slot to confirm every write", func() bool {
+	testwait.Until(t, 60*time.Second, "the slot to confirm every write", func() bool {
 		confirmed, _, _ := e.slotState(cfg.SlotName)
 		return confirmed >= target
 	})

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tributary/tributary/internal/testwait"
 	"github.com/tributary/tributary/pkg/change"
 )
 
@@ -46,9 +47,9 @@ func TestEveryTypeRoundTrips(t *testing.T) {
 	e.exec(allTypesDDL)
 	e.exec(`INSERT INTO alltypes VALUES (1, ` + allTypesValues + `)`)
 	r := e.start(e.config("types", "alltypes"))
-	eventually(t, 20*time.Second, "the snapshot row", func() bool { return e.streamCount() >= 2 })
+	testwait.Until(t, 20*time.Second, "the snapshot row", func() bool { return e.streamCount() >= 2 })
 	e.exec(`INSERT INTO alltypes VALUES (2, ` + allTypesValues + `)`)
-	eventually(t, 20*time.Second, "the streamed row", func() bool { return e.streamCount() >= 3 })
+	testwait.Until(t, 20*time.Second, "the streamed row", func() bool { return e.streamCount() >= 3 })
 	if err := r.stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +105,7 @@ func TestChangesArriveOnceInCommitOrder(t *testing.T) {
 	cfg := e.config("mixed", "a", "b", "s2.c")
 	cfg.Snapshot = SnapshotNever
 	r := e.start(cfg)
-	eventually(t, 20*time.Second, "streaming", func() bool { return r.src.Status().State == StateStreaming })
+	testwait.Until(t, 20*time.Second, "streaming", func() bool { return r.src.Status().State == StateStreaming })
 
 	big := strings.Repeat("x", 1) + randomText(20000) // stored out of line (TOAST)
 	steps := []string{
@@ -182,7 +183,7 @@ func TestChangesArriveOnceInCommitOrder(t *testing.T) {
 			return nil
 		}},
 	}
-	eventually(t, 20*time.Second, "every change", func() bool { return e.streamCount() >= uint64(len(wants)) })
+	testwait.Until(t, 20*time.Second, "every change", func() bool { return e.streamCount() >= uint64(len(wants)) })
 	if err := r.stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -251,13 +252,13 @@ func TestReplicaIdentityFullCompletesUnchangedTOAST(t *testing.T) {
 	cfg := e.config("full", "f")
 	cfg.Snapshot = SnapshotNever
 	r := e.start(cfg)
-	eventually(t, 20*time.Second, "streaming", func() bool { return r.src.Status().State == StateStreaming })
+	testwait.Until(t, 20*time.Second, "streaming", func() bool { return r.src.Status().State == StateStreaming })
 
 	big := randomText(20000) // stored out of line (TOAST)
 	e.exec(`INSERT INTO f VALUES (1, 1, '` + big + `')`)
 	e.exec(`UPDATE f SET v = 2 WHERE id = 1`)   // big unchanged
 	e.exec(`UPDATE f SET id = 10 WHERE id = 1`) // key change, big unchanged
-	eventually(t, 20*time.Second, "four changes", func() bool { return e.streamCount() >= 4 })
+	testwait.Until(t, 20*time.Second, "four changes", func() bool { return e.streamCount() >= 4 })
 	if err := r.stop(); err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tributary/tributary/internal/natstest"
+	"github.com/tributary/tributary/internal/testwait"
 	"github.com/tributary/tributary/pkg/bus"
 	"github.com/tributary/tributary/pkg/bus/bustest"
 )
@@ -77,13 +78,7 @@ func TestConsumePanicIsCounted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for oks.Load() < 2 {
-		if time.Now().After(deadline) {
-			t.Fatal("messages not handled")
-		}
-		time.Sleep(5 * time.Millisecond) // polling interval of the deadline loop
-	}
+	testwait.Until(t, 10*time.Second, "both messages handled", func() bool { return oks.Load() >= 2 })
 	if err := k.Drain(context.Background()); err != nil {
 		t.Fatal(err)
 	}

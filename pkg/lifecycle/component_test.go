@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tributary/tributary/internal/obs"
+	"github.com/tributary/tributary/internal/testwait"
 	"github.com/tributary/tributary/pkg/lifecycle"
 	"go.uber.org/goleak"
 )
@@ -168,9 +169,9 @@ func TestStartStopEventsSurviveServerRestart(t *testing.T) {
 		t.Fatal("SetDegraded not visible locally")
 	}
 	f.srv.Restart()
-	eventually(t, 10*time.Second, "reconnect", f.conn.Connected)
+	testwait.Until(t, 10*time.Second, "reconnect", f.conn.Connected)
 	read(1)
-	eventually(t, 5*time.Second, "degraded in KV", func() bool {
+	testwait.Until(t, 5*time.Second, "degraded in KV", func() bool {
 		r := f.state(t, c.ID())
 		return r.State == lifecycle.Degraded && r.Message == "postgres: reconnecting"
 	})
@@ -214,11 +215,11 @@ func TestPanickingWorkerIsReportedAndRestarted(t *testing.T) {
 	if err := c.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "degraded state naming the panic", func() bool {
+	testwait.Until(t, 5*time.Second, "degraded state naming the panic", func() bool {
 		r := f.state(t, c.ID())
 		return r.State == lifecycle.Degraded && strings.Contains(r.Message, "boom: nil slot") && strings.Contains(r.Message, "replicate")
 	})
-	eventually(t, 5*time.Second, "restart", func() bool { return runs.Load() == 2 })
+	testwait.Until(t, 5*time.Second, "restart", func() bool { return runs.Load() == 2 })
 	labels := prometheus.Labels{"component": "source/pg", "worker": "replicate"}
 	restarts := metricValue(t, reg, "tributary_supervisor_restarts_total", labels)
 	panics := metricValue(t, reg, "tributary_supervisor_panics_total", labels)
@@ -226,7 +227,7 @@ func TestPanickingWorkerIsReportedAndRestarted(t *testing.T) {
 		t.Fatalf("restarts %v panics %v, want 1 and 1", restarts, panics)
 	}
 	// After HealthyAfter without failing the component is running again.
-	eventually(t, 5*time.Second, "running again", func() bool { return f.state(t, c.ID()).State == lifecycle.Running })
+	testwait.Until(t, 5*time.Second, "running again", func() bool { return f.state(t, c.ID()).State == lifecycle.Running })
 }
 
 // metricValue reads a counter or gauge with the given labels.
@@ -283,7 +284,7 @@ func TestRunOfFailuresIsFatal(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no fatal error")
 	}
-	eventually(t, 5*time.Second, "other workers stopped", func() bool { return !other.Load() })
+	testwait.Until(t, 5*time.Second, "other workers stopped", func() bool { return !other.Load() })
 	r := f.state(t, c.ID())
 	if r.State != lifecycle.Error || !strings.Contains(r.Message, "flaky") {
 		t.Fatalf("state %+v, want error naming the worker", r)

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tributary/tributary/internal/testwait"
 	"github.com/tributary/tributary/pkg/bus"
 	"github.com/tributary/tributary/pkg/lifecycle"
 )
@@ -89,7 +90,7 @@ func TestLeaseRenewsAndStandbyTakesOverOnRelease(t *testing.T) {
 	ctx := context.Background()
 	a := acquire(t, f.leaseConfig("test.standby", "a"))
 	first := a.Revision()
-	eventually(t, 2*leaseTTL, "a renewal", func() bool { return a.Revision() > first })
+	testwait.Until(t, 2*leaseTTL, "a renewal", func() bool { return a.Revision() > first })
 
 	type result struct {
 		l   *lifecycle.Lease
@@ -313,7 +314,7 @@ func TestLeaseExpiresWithoutRenewal(t *testing.T) {
 		t.Fatalf("after %s: %v", took, l.Err())
 	}
 	f.srv.Restart()
-	eventually(t, 10*time.Second, "reconnect", f.conn.Connected)
+	testwait.Until(t, 10*time.Second, "reconnect", f.conn.Connected)
 	// The expired key no longer blocks a new holder.
 	b := acquire(t, f.leaseConfig("test.unreachable", "b"))
 	if b.Token() <= l.Token() {

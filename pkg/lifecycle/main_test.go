@@ -85,18 +85,6 @@ func (f *fixture) component(t *testing.T, kind, id string, mod ...func(*lifecycl
 	return c
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, within)
-		}
-		time.Sleep(5 * time.Millisecond) // polling interval, not a wait for the condition
-	}
-}
-
 func (f *fixture) state(t *testing.T, id lifecycle.ComponentID) lifecycle.Record {
 	t.Helper()
 	r, err := f.store.Get(context.Background(), id)

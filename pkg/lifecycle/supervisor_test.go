@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tributary/tributary/internal/testwait"
 	"github.com/tributary/tributary/pkg/lifecycle"
 )
 
@@ -50,7 +51,7 @@ func TestSupervisorShutdown(t *testing.T) {
 		t.Fatalf("duplicate name: %v", err)
 	}
 	<-stuckStarted
-	eventually(t, 5*time.Second, "the nil-returning worker ends", func() bool { return len(s.Running()) == 1 })
+	testwait.Until(t, 5*time.Second, "the nil-returning worker ends", func() bool { return len(s.Running()) == 1 })
 
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
@@ -148,7 +149,7 @@ func TestSupervisorRecoveryResetsTheFailureRun(t *testing.T) {
 		}
 		return fmt.Errorf("failure %d", n)
 	})
-	eventually(t, 10*time.Second, "seven runs", func() bool { return runs.Load() >= 7 })
+	testwait.Until(t, 10*time.Second, "seven runs", func() bool { return runs.Load() >= 7 })
 	select {
 	case err := <-s.Fatal():
 		t.Fatalf("gave up although the worker recovered in between: %v", err)

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -138,26 +137,5 @@ func (p *Process) Exited() bool {
 		return true
 	default:
 		return false
-	}
-}
-
-// WaitFor polls cond until it holds or the deadline passes.
-func WaitFor(ctx context.Context, t testing.TB, timeout time.Duration, what string, cond func() (bool, error)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var lastErr error
-	for {
-		ok, err := cond()
-		if ok {
-			return
-		}
-		lastErr = err
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			t.Fatalf("timed out after %s waiting for %s (last error: %v)", timeout, what, lastErr)
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(50 * time.Millisecond): // poll interval
-		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/tributary/tributary/internal/natstest"
+	"github.com/tributary/tributary/internal/testwait"
 )
 
 func reactorConfig(t *testing.T, natsURL string) string {
@@ -60,11 +61,11 @@ func TestReactorStandbyTakesOverAfterKill(t *testing.T) {
 	srv := natstest.Start(t)
 	cfg := reactorConfig(t, srv.URL())
 	a := Start(t, "reactor", "--config", cfg, "--metrics", "127.0.0.1:0")
-	WaitFor(ctx, t, 30*time.Second, "the first reactor running", func() (bool, error) {
+	testwait.UntilErr(ctx, t, 30*time.Second, "the first reactor running", func() (bool, error) {
 		return strings.Contains(a.Log(), "msg=running"), nil
 	})
 	b := Start(t, "reactor", "--config", cfg, "--metrics", "127.0.0.1:0")
-	WaitFor(ctx, t, 30*time.Second, "the second reactor standing by", func() (bool, error) {
+	testwait.UntilErr(ctx, t, 30*time.Second, "the second reactor standing by", func() (bool, error) {
 		return strings.Contains(b.Log(), "standing by"), nil
 	})
 
@@ -83,7 +84,7 @@ func TestReactorStandbyTakesOverAfterKill(t *testing.T) {
 		}
 	}
 	publish(1, 50)
-	WaitFor(ctx, t, 30*time.Second, "the active reactor to deliver 50 results", func() (bool, error) {
+	testwait.UntilErr(ctx, t, 30*time.Second, "the active reactor to deliver 50 results", func() (bool, error) {
 		return len(delivered(a)) == 50, nil
 	})
 	if n := len(delivered(b)); n != 0 {
@@ -93,7 +94,7 @@ func TestReactorStandbyTakesOverAfterKill(t *testing.T) {
 	a.Kill()
 	killed := time.Now()
 	publish(51, 100)
-	WaitFor(ctx, t, 60*time.Second, "the standby to take over and deliver the rest", func() (bool, error) {
+	testwait.UntilErr(ctx, t, 60*time.Second, "the standby to take over and deliver the rest", func() (bool, error) {
 		return len(delivered(b)) >= 50, nil
 	})
 	took := time.Since(killed)

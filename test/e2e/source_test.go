@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/tributary/tributary/internal/natstest"
+	"github.com/tributary/tributary/internal/testwait"
 	"github.com/tributary/tributary/pkg/change"
 )
 
@@ -333,7 +334,7 @@ func runSourceUnderFaults(t *testing.T, minFaults int, fault func(ctx context.Co
 	r.startSource()
 	// The writer starts once the snapshot is done: the model below counts
 	// versions from each row's insert.
-	WaitFor(ctx, t, 60*time.Second, "source-pg streaming", func() (bool, error) {
+	testwait.UntilErr(ctx, t, 60*time.Second, "source-pg streaming", func() (bool, error) {
 		return strings.Contains(r.src.Log(), "msg=streaming"), nil
 	})
 
@@ -382,7 +383,7 @@ writing:
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	WaitFor(ctx, t, 120*time.Second, "every committed change in the stream", func() (bool, error) {
+	testwait.UntilErr(ctx, t, 120*time.Second, "every committed change in the stream", func() (bool, error) {
 		info, err := js.Stream(ctx, "TRIBUTARY_CHANGES")
 		if err != nil {
 			return false, err

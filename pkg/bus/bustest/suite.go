@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tributary/tributary/internal/testwait"
 	"github.com/tributary/tributary/pkg/bus"
 )
 
@@ -111,22 +112,10 @@ func consume(t *testing.T, e Env, o bus.ConsumerOptions, h bus.Handler) *bus.Con
 	return k
 }
 
-// eventually polls cond until it holds or d passes.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("within %s: %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond) // polling interval, not a wait for an event
-	}
-}
-
 // settled waits until the consumer has nothing pending or unacknowledged.
 func settled(t *testing.T, k *bus.Consumer) {
 	t.Helper()
-	eventually(t, 20*time.Second, "consumer has nothing pending or unacknowledged", func() bool {
+	testwait.Until(t, 20*time.Second, "consumer has nothing pending or unacknowledged", func() bool {
 		st, err := k.State(context.Background())
 		if err != nil {
 			t.Fatal(err)
@@ -183,7 +172,7 @@ func (s *suite) atLeastOnce(t *testing.T) {
 		ok.add(d.ID)
 		return nil
 	})
-	eventually(t, 20*time.Second, fmt.Sprintf("all %d messages handled", n), func() bool { return ok.len() == n })
+	testwait.Until(t, 20*time.Second, fmt.Sprintf("all %d messages handled", n), func() bool { return ok.len() == n })
 	settled(t, k)
 	for i := 1; i <= n; i++ {
 		if ok.get(fmt.Sprintf("m-%d", i)) == 0 {
@@ -219,7 +208,7 @@ func (s *suite) retryThenSuccess(t *testing.T) {
 		succeeded.Add(1)
 		return nil
 	})
-	eventually(t, 20*time.Second, "all messages succeed on their third delivery", func() bool { return succeeded.Load() == n })
+	testwait.Until(t, 20*time.Second, "all messages succeed on their third delivery", func() bool { return succeeded.Load() == n })
 	settled(t, k)
 	tries.mu.Lock()
 	defer tries.mu.Unlock()
@@ -237,7 +226,7 @@ func (s *suite) retryThenSuccess(t *testing.T) {
 func (s *suite) deadLetter(t *testing.T, e Env, durable string) *bus.DeadLetter {
 	t.Helper()
 	var dl *bus.DeadLetter
-	eventually(t, 20*time.Second, "a dead letter is stored", func() bool {
+	testwait.Until(t, 20*time.Second, "a dead letter is stored", func() bool {
 		m, err := e.Conn.LastMessage(context.Background(), e.DeadLetterStream, e.DeadLetterSubject+"."+durable)
 		if errors.Is(err, bus.ErrNotFound) {
 			return false
@@ -317,7 +306,7 @@ func (s *suite) panicRedelivered(t *testing.T) {
 		ok.Add(1)
 		return nil
 	})
-	eventually(t, 20*time.Second, "every message handled after the panic", func() bool { return ok.Load() == 5 })
+	testwait.Until(t, 20*time.Second, "every message handled after the panic", func() bool { return ok.Load() == 5 })
 	settled(t, k)
 	if c := seen.get("m-3"); c != 2 {
 		t.Fatalf("panicking message delivered %d times, want 2", c)
@@ -346,7 +335,7 @@ func (s *suite) maxAckPending(t *testing.T) {
 		done.add(d.ID)
 		return nil
 	})
-	eventually(t, 20*time.Second, "all messages handled", func() bool { return done.len() == n })
+	testwait.Until(t, 20*time.Second, "all messages handled", func() bool { return done.len() == n })
 	settled(t, k)
 	if p := peak.Load(); p > int64(min(maxAck, s.cfg.Concurrency)) {
 		t.Fatalf("%d handlers ran at once; MaxAckPending %d, concurrency %d", p, maxAck, s.cfg.Concurrency)
@@ -397,7 +386,7 @@ func (s *suite) drainFinishes(t *testing.T) {
 			started.Load(), byFirst, acked.get("m-10"))
 	}
 	second := consume(t, e, o, h)
-	eventually(t, 20*time.Second, "the second consumer handles the rest", func() bool { return acked.len() == n })
+	testwait.Until(t, 20*time.Second, "the second consumer handles the rest", func() bool { return acked.len() == n })
 	settled(t, second)
 	for i := 1; i <= n; i++ {
 		if c := acked.get(fmt.Sprintf("m-%d", i)); c != 1 {
@@ -420,7 +409,7 @@ func (s *suite) drainDeadline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "the handler starts", func() bool { return firstRuns.Load() == 1 })
+	testwait.Until(t, 20*time.Second, "the handler starts", func() bool { return firstRuns.Load() == 1 })
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	if err := first.Drain(ctx); !errors.Is(err, context.DeadlineExceeded) {
