@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+
+	"github.com/tributary/tributary/pkg/bus"
 )
 
 // Config is the whole file. Each binary uses its own part: source-pg the
@@ -89,13 +91,6 @@ type NATSConfig struct {
 	MaxBatch int `yaml:"maxBatch"`
 }
 
-// Default atomic batch limits (nats.maxBatch).
-const (
-	DefaultEmbeddedMaxBatch = 5000
-	DefaultRemoteMaxBatch   = 1000
-	maxMaxBatch             = 100_000
-)
-
 // EffectiveMaxBatch is MaxBatch, or its default for the URL when unset. It
 // is resolved when used, not by ApplyDefaults, because a binary's --nats
 // flag may replace the URL after the file was read.
@@ -104,9 +99,9 @@ func (n *NATSConfig) EffectiveMaxBatch() int {
 	case n.MaxBatch != 0:
 		return n.MaxBatch
 	case n.Embedded():
-		return DefaultEmbeddedMaxBatch
+		return bus.DefaultEmbeddedMaxBatch
 	default:
-		return DefaultRemoteMaxBatch
+		return bus.DefaultMaxBatch
 	}
 }
 

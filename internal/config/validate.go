@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/tributary/tributary/pkg/bus"
 )
 
 var (
@@ -175,8 +177,8 @@ func (n *NATSConfig) validate(ps *problems, path string) {
 			ps.add(join(path, "listen"), "must be host:port, e.g. 127.0.0.1:4222")
 		}
 	}
-	if n.MaxBatch < 0 || n.MaxBatch > maxMaxBatch {
-		ps.add(join(path, "maxBatch"), "must be between 1 and %d, got %d", maxMaxBatch, n.MaxBatch)
+	if n.MaxBatch < 0 || n.MaxBatch > bus.MaxBatchLimit {
+		ps.add(join(path, "maxBatch"), "must be between 1 and %d, got %d", bus.MaxBatchLimit, n.MaxBatch)
 	}
 	oneOf(ps, join(path, "sync"), n.Sync, SyncAlways, SyncInterval)
 	switch {

@@ -63,7 +63,7 @@ type ConnectOptions struct {
 	// accept. The embedded server is configured with it (default
 	// DefaultEmbeddedMaxBatch); with remote servers it must not exceed
 	// their JetStream limit max_batch_size (default DefaultMaxBatch, which
-	// is then the default here). At most 100,000.
+	// is then the default here). At most MaxBatchLimit.
 	MaxBatch int
 
 	// Name is the client connection name shown by the server.
@@ -200,8 +200,8 @@ func (o *ConnectOptions) validate() error {
 	if o.MaxReconnectWait < o.ReconnectWait {
 		probs = append(probs, "maxReconnectWait: smaller than reconnectWait")
 	}
-	if o.MaxBatch < 1 || o.MaxBatch > maxMaxBatch {
-		probs = append(probs, fmt.Sprintf("maxBatch: %d is outside 1..%d", o.MaxBatch, maxMaxBatch))
+	if o.MaxBatch < 1 || o.MaxBatch > MaxBatchLimit {
+		probs = append(probs, fmt.Sprintf("maxBatch: %d is outside 1..%d", o.MaxBatch, MaxBatchLimit))
 	}
 	if len(probs) > 0 {
 		return fmt.Errorf("%w: %s", ErrConfig, strings.Join(probs, "; "))

@@ -18,7 +18,8 @@ const (
 	// larger batches spread the server's fixed cost per batch (it stages
 	// every batch in a store of its own) over more messages.
 	DefaultEmbeddedMaxBatch = 5000
-	maxMaxBatch             = 100_000
+	// MaxBatchLimit is the largest MaxBatch a Conn accepts.
+	MaxBatchLimit = 100_000
 )
 
 // Message is one message to publish.

@@ -112,15 +112,19 @@ func (p *Publisher) StageBatch(msgs []Message) (*StagedBatch, error) {
 	if err := validateBatch(msgs, p.c.MaxBatch()); err != nil {
 		return nil, err
 	}
-	p.mu.Lock()
-	closed := p.closed
-	p.mu.Unlock()
-	if closed {
+	if p.isClosed() {
 		return nil, fmt.Errorf("publishing a batch: publisher %s: %w", p.opts.Name, ErrClosed)
 	}
 	b := &StagedBatch{p: p, msgs: msgs, desc: batchDesc(msgs), started: time.Now()}
 	b.sendErr = b.sendBody(context.Background(), false)
 	return b, nil
+}
+
+// isClosed reports whether Close was called.
+func (p *Publisher) isClosed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed
 }
 
 // MaxBatch is the largest batch StageBatch and PublishBatch accept: the
@@ -216,10 +220,7 @@ func (b *StagedBatch) Commit(ctx context.Context) (BatchAck, error) {
 		if attempt == 1 {
 			err = b.sendErr
 		} else {
-			p.mu.Lock()
-			closed := p.closed
-			p.mu.Unlock()
-			if closed {
+			if p.isClosed() {
 				return BatchAck{}, fmt.Errorf("publishing %s: publisher %s: %w", b.desc, p.opts.Name, ErrClosed)
 			}
 			// After an "incomplete" answer, ask about the first message so
