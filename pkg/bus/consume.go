@@ -485,8 +485,11 @@ func (k *Consumer) settle(m jetstream.Msg, d *Delivery, herr error, panicked boo
 		k.m.handled.WithLabelValues(outcomeAck).Inc()
 	case k.hardCtx.Err() != nil:
 		// Drain's deadline interrupted the handler: give the message back
-		// at once.
+		// at once, but only once the fetch loop has ended (the deadline
+		// cancels its pull), or the server would hand it straight back to
+		// this stopped consumer's pull, spending deliveries.
 		k.interrupted.Add(1)
+		<-k.fetchDone
 		if err := m.Nak(); err != nil {
 			k.log.Debug("returning an interrupted message failed; it is redelivered after AckWait", "err", err)
 		}
