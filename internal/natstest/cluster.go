@@ -163,22 +163,29 @@ func (c *Cluster) URLs() string {
 // Server returns node i's server, nil while it is killed.
 func (c *Cluster) Server(i int) *server.Server { return c.node(i) }
 
-// WaitForMetaLeader waits until a running node is the JetStream meta leader
-// and every running node is current with the meta group.
+// WaitForMetaLeader waits until a running node is the JetStream meta
+// leader, every running node is current with the meta group, and the leader
+// counts every running node as an online peer. Without the last condition a
+// replicated stream created at once can be refused with "no suitable peers
+// for placement, peer offline": the leader learns that a peer is online from
+// its statistics, which arrive some time after the peer joined the group.
 func (c *Cluster) WaitForMetaLeader() {
 	c.t.Helper()
-	c.waitFor("a meta leader", func() bool {
+	c.waitFor("a meta leader that sees every running node online", func() bool {
+		var leader *server.Server
 		leaders, current := 0, 0
 		nodes := c.running()
 		for _, s := range nodes {
 			if s.JetStreamIsLeader() {
 				leaders++
+				leader = s
 			}
 			if s.JetStreamIsCurrent() {
 				current++
 			}
 		}
-		return leaders == 1 && current == len(nodes)
+		return leaders == 1 && current == len(nodes) &&
+			len(leader.JetStreamClusterPeers()) == len(nodes)
 	})
 }
 
