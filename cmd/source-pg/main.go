@@ -56,8 +56,12 @@ func replicationStep(rt *app.Runtime, comp *lifecycle.Component, id string, pg *
 				switch s.State {
 				case pgsource.StateDegraded:
 					comp.Degrade("postgres", s.Reason)
-				case pgsource.StateStreaming, pgsource.StateSnapshotting:
+				case pgsource.StateSnapshotting:
 					comp.Degrade("postgres", "")
+					comp.NotReady("postgres", "taking the initial snapshot")
+				case pgsource.StateStreaming:
+					comp.Degrade("postgres", "")
+					comp.NotReady("postgres", "")
 				}
 			},
 		})
@@ -65,6 +69,11 @@ func replicationStep(rt *app.Runtime, comp *lifecycle.Component, id string, pg *
 			_ = pub.Close(ctx)
 			return nil, err
 		}
+		// Ready (/readyz) only once the source streams: before that the
+		// slot may not exist yet, and rows written meanwhile reach the
+		// stream through the snapshot rather than as changes, or, with
+		// snapshot: never, not at all.
+		comp.NotReady("postgres", "connecting to Postgres")
 		if err := comp.Go("replication", src.Run); err != nil {
 			_ = pub.Close(ctx)
 			return nil, err

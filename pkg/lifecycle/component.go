@@ -72,6 +72,7 @@ type Component struct {
 	run     *componentRun
 	local   State
 	reasons map[string]string // why the component is degraded, by source
+	pending map[string]string // why the component is not ready yet, by cause
 	kick    chan struct{}
 	fatal   chan error
 }
@@ -121,6 +122,7 @@ func NewComponent(cfg Config) (*Component, error) {
 		cfg: cfg, id: id, store: cfg.Store, gauge: gauge,
 		log:     cfg.Logger.With("component", id.Kind, "id", id.ID, "instance", cfg.Instance),
 		reasons: map[string]string{},
+		pending: map[string]string{},
 		kick:    make(chan struct{}, 1),
 		fatal:   make(chan error, 1),
 	}
@@ -192,17 +194,35 @@ func (c *Component) LeaseToken() uint64 {
 }
 
 // Ready returns nil while the component runs normally in this instance and
-// otherwise says why not (for /readyz).
+// nothing holds it back (NotReady), and otherwise says why not (for /readyz).
 func (c *Component) Ready() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.local == Running {
+	switch c.local {
+	case Running:
+		if len(c.pending) > 0 {
+			return fmt.Errorf("%s is not ready yet: %s", c.id, joinReasons(c.pending))
+		}
 		return nil
-	}
-	if c.local == Degraded {
-		return fmt.Errorf("%s is degraded: %s", c.id, c.reasonLocked())
+	case Degraded:
+		return fmt.Errorf("%s is degraded: %s", c.id, joinReasons(c.reasons))
 	}
 	return fmt.Errorf("%s is %s", c.id, c.local)
+}
+
+// NotReady reports, for one cause, that the component runs but cannot do
+// its work yet: a source still connecting to its database or taking its
+// initial snapshot, say. Ready (and /readyz) fails with the reason while any
+// cause has one; the component's state stays Running, since nothing is
+// wrong. An empty reason clears that cause only.
+func (c *Component) NotReady(cause, reason string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if reason == "" {
+		delete(c.pending, cause)
+	} else {
+		c.pending[cause] = reason
+	}
 }
 
 func (c *Component) setLocal(s State) {
@@ -521,15 +541,18 @@ func (c *Component) setReason(source, reason string) {
 	c.poke()
 }
 
-func (c *Component) reasonLocked() string {
-	keys := make([]string, 0, len(c.reasons))
-	for k := range c.reasons {
+func (c *Component) reasonLocked() string { return joinReasons(c.reasons) }
+
+// joinReasons joins the reasons of m in the order of their keys.
+func joinReasons(m map[string]string) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
 	parts := make([]string, 0, len(keys))
 	for _, k := range keys {
-		parts = append(parts, c.reasons[k])
+		parts = append(parts, m[k])
 	}
 	return strings.Join(parts, "; ")
 }

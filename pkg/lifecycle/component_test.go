@@ -438,3 +438,43 @@ func (w *signalWriter) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+// NotReady holds readiness back without touching the state: a component
+// that runs but cannot serve yet (a source taking its initial snapshot) is
+// Running in the KV and in the gauge, yet Ready fails with every reason
+// until each cause is cleared; one cause cannot clear another.
+func TestNotReadyHoldsReadinessWithoutChangingState(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	c := f.component(t, "source", "held")
+	c.NotReady("postgres", "taking the initial snapshot")
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop(ctx)
+	if c.State() != lifecycle.Running {
+		t.Fatalf("state %s, want running", c.State())
+	}
+	c.NotReady("other", "warming a cache")
+	err := c.Ready()
+	if err == nil || !strings.Contains(err.Error(), "warming a cache; taking the initial snapshot") {
+		t.Fatalf("Ready: want both reasons, got %v", err)
+	}
+	c.NotReady("postgres", "")
+	if err := c.Ready(); err == nil || strings.Contains(err.Error(), "snapshot") || !strings.Contains(err.Error(), "warming a cache") {
+		t.Fatalf("Ready after clearing one cause: want only the other reason, got %v", err)
+	}
+	// Degraded wins: its reason is what an operator needs first.
+	c.Degrade("nats", "NATS connection lost")
+	if err := c.Ready(); err == nil || !strings.Contains(err.Error(), "degraded: NATS connection lost") {
+		t.Fatalf("Ready while degraded: got %v", err)
+	}
+	c.Degrade("nats", "")
+	c.NotReady("other", "")
+	if err := c.Ready(); err != nil {
+		t.Fatalf("Ready with every cause cleared: %v", err)
+	}
+	testwait.Until(t, 5*time.Second, "running in the KV", func() bool {
+		return f.state(t, c.ID()).State == lifecycle.Running
+	})
+}

@@ -5,12 +5,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tributary/tributary/internal/testwait"
 )
 
 var (
@@ -138,4 +141,27 @@ func (p *Process) Exited() bool {
 	default:
 		return false
 	}
+}
+
+// metricsAddrRE finds the address the process serves /metrics, /healthz
+// and /readyz on, in its log line.
+var metricsAddrRE = regexp.MustCompile(`msg="serving /metrics, /healthz, /readyz" .*addr=(\S+)`)
+
+// MetricsAddr waits until the process logs the address of its /metrics,
+// /healthz and /readyz server (started with --metrics 127.0.0.1:0) and
+// returns it.
+func (p *Process) MetricsAddr(t testing.TB) string {
+	t.Helper()
+	var addr string
+	testwait.Until(t, 30*time.Second, p.Name+" serving /metrics", func() bool {
+		if m := metricsAddrRE.FindStringSubmatch(p.Log()); m != nil {
+			addr = m[1]
+			return true
+		}
+		return p.Exited()
+	})
+	if addr == "" {
+		t.Fatalf("%s exited before serving /metrics:\n%s", p.Name, p.LogTail(20))
+	}
+	return addr
 }

@@ -442,6 +442,31 @@ func TestSourceSurvivesWalsenderTermination(t *testing.T) {
 	})
 }
 
+// H1 with the real binary: a second source-pg with the same source id
+// stands by on the lease while the first captures. At random points the
+// active one is killed with -9; the standby must take over by itself (within
+// the lease TTL of 2 s, plus the slot's release by the dead walsender), and
+// a new standby is started for the next round. The stream still holds every
+// committed change exactly once, in commit order per row.
+func TestSourceStandbyTakesOverAfterKill(t *testing.T) {
+	runSourceUnderFaults(t, 3, func(ctx context.Context, r *faultRun) {
+		standby := Start(r.t, "source-pg", "--config", r.cfg, "--metrics", "127.0.0.1:0")
+		testwait.UntilErr(ctx, r.t, 30*time.Second, "the second source-pg standing by", func() (bool, error) {
+			return strings.Contains(standby.Log(), "standing by"), nil
+		})
+		if strings.Contains(standby.Log(), "msg=streaming") {
+			r.t.Fatalf("the standby streams while another instance is active:\n%s", standby.LogTail(20))
+		}
+		r.src.Kill()
+		killed := time.Now()
+		testwait.UntilErr(ctx, r.t, 60*time.Second, "the standby to take over", func() (bool, error) {
+			return strings.Contains(standby.Log(), "msg=streaming"), nil
+		})
+		r.t.Logf("the standby took over %s after kill -9 (lease TTL 2s)", time.Since(killed).Round(time.Millisecond))
+		r.src = standby
+	})
+}
+
 // Restart Postgres (fast shutdown, start on the same port) mid-stream.
 func TestSourceSurvivesPostgresRestart(t *testing.T) {
 	runSourceUnderFaults(t, 3, func(ctx context.Context, r *faultRun) {
