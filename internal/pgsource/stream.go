@@ -628,9 +628,23 @@ func (st *stream) logical(ctx context.Context, xld pglogrepl.XLogData) error {
 
 // relation records a Relation message: watched tables get their column
 // conversions (types resolved through the catalog when new), others are
-// ignored.
+// ignored. A watched table is known by its name, or by its OID once it was
+// renamed: the publication holds it by OID, so its changes keep coming under
+// the new name, and they keep the configured label rather than being lost.
 func (st *stream) relation(ctx context.Context, m *pglogrepl.RelationMessage) error {
-	tbl := st.tables[tableName{Schema: m.Namespace, Name: m.RelationName}]
+	name := tableName{Schema: m.Namespace, Name: m.RelationName}
+	tbl := st.tables[name]
+	if tbl == nil {
+		for _, t := range st.tables {
+			if t.OID == m.RelationID {
+				tbl = t
+				st.s.log.Warn("a watched table was renamed: its changes keep the label of the configured name; "+
+					"put the new name in tables before the next restart, which then finds no table by the old name",
+					"table", t.Name.ident(), "renamed_to", name.ident(), "label", t.Label)
+				break
+			}
+		}
+	}
 	if tbl == nil {
 		delete(st.rels, m.RelationID)
 		return nil
