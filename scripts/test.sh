@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the project: installs what the tests need (Postgres),
-# then gofmt, go vet and go test -race over all packages. CI runs exactly this.
+# then gofmt, go vet and go test -race over all packages, and the allocation
+# tests without -race. CI runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,3 +22,7 @@ echo "== go vet"
 go vet ./...
 echo "== go test -race"
 go test -race -count=1 -timeout 40m ./...
+# Allocation tests once more without the race detector, whose sync.Pool
+# drops pooled state on purpose (regexp's matchers, say).
+echo "== allocation tests without -race"
+go test -count=1 -run 'DoesNotAllocate' ./internal/cypher

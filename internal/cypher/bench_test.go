@@ -8,7 +8,13 @@ import (
 
 const benchFilter = "n.status = 'ready' AND n.total > 10 AND m.name STARTS WITH 'A' AND n.qty IN [1, 2, 3] AND r.since >= $p"
 
+// TestFilterEvaluationDoesNotAllocate: predicates evaluate without
+// allocating. A regular expression match reuses regexp's pooled matchers,
+// which the race detector's sync.Pool drops at random, so that case is
+// checked only without it: scripts/test.sh runs this test once more
+// without -race.
 func TestFilterEvaluationDoesNotAllocate(t *testing.T) {
+	pooled := map[string]bool{"n.status =~ 'r.*y'": true}
 	for _, src := range []string{
 		benchFilter,
 		"n.status <> 'x' OR n.none IS NULL",
@@ -28,6 +34,10 @@ func TestFilterEvaluationDoesNotAllocate(t *testing.T) {
 			t.Fatalf("%s: %v %v", src, ok, err)
 		}
 		allocs := testing.AllocsPerRun(200, func() { _, _ = EvalPredicate(e, env) })
+		if pooled[src] && raceEnabled {
+			t.Logf("%s: %.1f allocations per evaluation under the race detector (not checked: pooled matchers)", src, allocs)
+			continue
+		}
 		if allocs != 0 {
 			t.Errorf("%s: %.1f allocations per evaluation, want 0", src, allocs)
 		}
