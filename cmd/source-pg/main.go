@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/tributary/tributary/internal/app"
 	"github.com/tributary/tributary/internal/config"
@@ -53,6 +54,9 @@ func replicationStep(rt *app.Runtime, comp *lifecycle.Component, id string, pg *
 			Logger:     log,
 			Registerer: rt.Registry,
 			OnStatus: func(s pgsource.Status) {
+				// A watched table that is not captured any more degrades
+				// the source whatever its state (an empty reason clears).
+				comp.Degrade("tables", strings.Join(s.Uncaptured, "; "))
 				switch s.State {
 				case pgsource.StateDegraded:
 					comp.Degrade("postgres", s.Reason)

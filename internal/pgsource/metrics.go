@@ -17,6 +17,7 @@ type metrics struct {
 	reconnects      prometheus.Counter
 	snapshotRows    *prometheus.CounterVec
 	state           *prometheus.GaugeVec
+	uncaptured      prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer, source string) (*metrics, error) {
@@ -63,6 +64,10 @@ func newMetrics(reg prometheus.Registerer, source string) (*metrics, error) {
 			Name: "tributary_pgsource_state", ConstLabels: cl,
 			Help: "1 for the source's current state, 0 for the others.",
 		}, []string{"state"}),
+		uncaptured: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tributary_pgsource_uncaptured_tables", ConstLabels: cl,
+			Help: "Watched tables whose changes are not captured although the source streams (dropped, created again, or removed from the publication); checked with every heartbeat.",
+		}),
 	}
 	var err error
 	m.published, err = registerOrReuse(reg, m.published)
@@ -102,6 +107,10 @@ func newMetrics(reg prometheus.Registerer, source string) (*metrics, error) {
 		return nil, err
 	}
 	m.state, err = registerOrReuse(reg, m.state)
+	if err != nil {
+		return nil, err
+	}
+	m.uncaptured, err = registerOrReuse(reg, m.uncaptured)
 	if err != nil {
 		return nil, err
 	}

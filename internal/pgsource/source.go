@@ -107,6 +107,11 @@ type Status struct {
 	// ConfirmedLSN is the last position confirmed to Postgres ("" before the
 	// first).
 	ConfirmedLSN string
+	// Uncaptured names the watched tables whose changes are not captured
+	// although the source streams (dropped, dropped and created again, or
+	// removed from the publication), one problem each with what to do;
+	// checked with every heartbeat. Nil when every table is captured.
+	Uncaptured []string
 }
 
 // Options are the source's dependencies besides its config.
@@ -197,7 +202,7 @@ func (s *Source) Status() Status {
 func (s *Source) setStatus(st State, reason string, err error) {
 	s.mu.Lock()
 	changed := s.status.State != st || s.status.Reason != reason
-	s.status = Status{State: st, Reason: reason, Err: err, ConfirmedLSN: s.status.ConfirmedLSN}
+	s.status = Status{State: st, Reason: reason, Err: err, ConfirmedLSN: s.status.ConfirmedLSN, Uncaptured: s.status.Uncaptured}
 	cur := s.status
 	s.mu.Unlock()
 	s.met.setState(st)

@@ -93,7 +93,7 @@ func (s *Source) runSession(ctx context.Context) sessionResult {
 	hbWG.Add(1)
 	go func() {
 		defer hbWG.Done()
-		s.heartbeats(hctx, st.q, hbErr)
+		s.heartbeats(hctx, st.q, tables, hbErr)
 	}()
 	defer func() {
 		hcancel()
@@ -243,7 +243,7 @@ func (s *Source) classifyStartErr(err error) error {
 // heartbeats writes a heartbeat message into the WAL every
 // HeartbeatInterval. Server-side errors are logged and counted; a broken
 // connection ends the session through errc.
-func (s *Source) heartbeats(ctx context.Context, q *lockedConn, errc chan<- error) {
+func (s *Source) heartbeats(ctx context.Context, q *lockedConn, tables []*table, errc chan<- error) {
 	t := time.NewTicker(s.cfg.HeartbeatInterval)
 	defer t.Stop()
 	for {
@@ -255,6 +255,12 @@ func (s *Source) heartbeats(ctx context.Context, q *lockedConn, errc chan<- erro
 		q.mu.Lock()
 		hctx, cancel := context.WithTimeout(ctx, s.cfg.Timeouts.Query)
 		_, err := q.c.Exec(hctx, "SELECT pg_logical_emit_message(false, $1, $2)", heartbeatPrefix, s.cfg.SlotName)
+		if err == nil {
+			var probs []string
+			if probs, err = checkCoverage(hctx, q.c, s.cfg.PublicationName, tables); err == nil {
+				s.setUncaptured(probs)
+			}
+		}
 		cancel()
 		broken := q.c.IsClosed()
 		q.mu.Unlock()
