@@ -2,8 +2,11 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -123,6 +126,71 @@ func TestSourceIsReadyOnlyOnceStreaming(t *testing.T) {
 	if n != 2 || len(got[1]) != 1 || got[1][0].String() != "insert@1" || len(got[2]) != 1 || got[2][0].String() != "insert@1" {
 		t.Fatalf("stream holds %d row changes %v, want the snapshot's insert of row 1 and the insert of row 2", n, got)
 	}
+	if code, err := src.Terminate(30 * time.Second); err != nil || code != 0 {
+		t.Fatalf("SIGTERM: exit %d, %v", code, err)
+	}
+}
+
+// A watched table dropped while source-pg streams makes /readyz answer 503
+// naming it (pgoutput itself says nothing), while the other table keeps
+// streaming; the process keeps running.
+func TestDroppedTableShowsOnReadyz(t *testing.T) {
+	ctx := context.Background()
+	dsn := pg.CreateDatabase(ctx, t, "")
+	setup, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer setup.Close(ctx)
+	if _, err := setup.Exec(ctx, `CREATE TABLE items(id bigint PRIMARY KEY, version bigint NOT NULL, payload text NOT NULL);
+		CREATE TABLE scratch(id int PRIMARY KEY)`); err != nil {
+		t.Fatal(err)
+	}
+	srv := natstest.Start(t)
+	cfg := filepath.Join(t.TempDir(), "source.yaml")
+	body := fmt.Sprintf(`nats:
+  url: %s
+sources:
+  - kind: postgres
+    id: shop
+    connectionString: %q
+    tables: [items, scratch]
+    create: true
+    snapshot: never
+    heartbeatInterval: 200ms
+`, srv.URL(), dsn)
+	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	src := Start(t, "source-pg", "--config", cfg, "--metrics", "127.0.0.1:0")
+	addr := src.MetricsAddr(t)
+	testwait.UntilErr(ctx, t, 30*time.Second, "/readyz to answer 200", func() (bool, error) {
+		code, _ := readyz(t, addr)
+		return code == http.StatusOK, nil
+	})
+	if _, err := setup.Exec(ctx, `DROP TABLE scratch`); err != nil {
+		t.Fatal(err)
+	}
+	testwait.UntilErr(ctx, t, 30*time.Second, "/readyz to name the dropped table", func() (bool, error) {
+		code, body := readyz(t, addr)
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "table public.scratch was dropped"), nil
+	})
+	if _, err := setup.Exec(ctx, `INSERT INTO items VALUES (1, 1, 'still captured')`); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	testwait.UntilErr(ctx, t, 30*time.Second, "the other table's change", func() (bool, error) {
+		info, err := js.Stream(ctx, "TRIBUTARY_CHANGES")
+		if err != nil {
+			return false, err
+		}
+		return info.CachedInfo().State.Msgs == 1, nil
+	})
 	if code, err := src.Terminate(30 * time.Second); err != nil || code != 0 {
 		t.Fatalf("SIGTERM: exit %d, %v", code, err)
 	}
