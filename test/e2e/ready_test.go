@@ -32,6 +32,29 @@ func readyz(t *testing.T, addr string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
+// waitForChanges waits until the changes stream holds at least n messages
+// and returns a JetStream context on url (closed at the test's end).
+func waitForChanges(ctx context.Context, t *testing.T, url string, n uint64) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testwait.UntilErr(ctx, t, 30*time.Second, fmt.Sprintf("%d messages in the changes stream", n), func() (bool, error) {
+		info, err := js.Stream(ctx, "TRIBUTARY_CHANGES")
+		if err != nil {
+			return false, err
+		}
+		return info.CachedInfo().State.Msgs >= n, nil
+	})
+	return js
+}
+
 // source-pg's /readyz answers 200 only once the source streams: scripts and
 // orchestrators wait for it before they rely on the capture, and before the
 // slot exists a row written is captured through the snapshot at best (with
@@ -109,19 +132,7 @@ func TestSourceIsReadyOnlyOnceStreaming(t *testing.T) {
 	if _, err := setup.Exec(ctx, `INSERT INTO items VALUES (2, 1, 'after ready')`); err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	testwait.UntilErr(ctx, t, 30*time.Second, "the snapshot row and the change", func() (bool, error) {
-		info, err := js.Stream(ctx, "TRIBUTARY_CHANGES")
-		if err != nil {
-			return false, err
-		}
-		return info.CachedInfo().State.Msgs >= 3, nil // truncate, snapshot row, insert
-	})
+	js := waitForChanges(ctx, t, srv.URL(), 3) // truncate, snapshot row, insert
 	got, n := streamEvents(ctx, t, js)
 	if n != 2 || len(got[1]) != 1 || got[1][0].String() != "insert@1" || len(got[2]) != 1 || got[2][0].String() != "insert@1" {
 		t.Fatalf("stream holds %d row changes %v, want the snapshot's insert of row 1 and the insert of row 2", n, got)
@@ -178,19 +189,7 @@ sources:
 	if _, err := setup.Exec(ctx, `INSERT INTO items VALUES (1, 1, 'still captured')`); err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	testwait.UntilErr(ctx, t, 30*time.Second, "the other table's change", func() (bool, error) {
-		info, err := js.Stream(ctx, "TRIBUTARY_CHANGES")
-		if err != nil {
-			return false, err
-		}
-		return info.CachedInfo().State.Msgs == 1, nil
-	})
+	waitForChanges(ctx, t, srv.URL(), 1) // the other table's change
 	if code, err := src.Terminate(30 * time.Second); err != nil || code != 0 {
 		t.Fatalf("SIGTERM: exit %d, %v", code, err)
 	}
