@@ -65,6 +65,8 @@ func checkCoverage(ctx context.Context, conn *pgx.Conn, publication string, tabl
 // setUncaptured records the problems checkCoverage found, logging and
 // reporting (Status.Uncaptured) only when they change.
 func (s *Source) setUncaptured(probs []string) {
+	s.reportMu.Lock()
+	defer s.reportMu.Unlock()
 	s.mu.Lock()
 	changed := !slices.Equal(s.status.Uncaptured, probs)
 	if changed {

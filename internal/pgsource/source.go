@@ -140,6 +140,11 @@ type Source struct {
 
 	running atomic.Bool
 
+	// reportMu orders status reports: held from a change of the status
+	// to the end of its OnStatus call, so reports from the session and
+	// the heartbeat goroutines arrive in the order of the changes and the
+	// last one is always the current status.
+	reportMu  sync.Mutex
 	mu        sync.Mutex
 	status    Status
 	confirmed uint64
@@ -200,6 +205,8 @@ func (s *Source) Status() Status {
 }
 
 func (s *Source) setStatus(st State, reason string, err error) {
+	s.reportMu.Lock()
+	defer s.reportMu.Unlock()
 	s.mu.Lock()
 	changed := s.status.State != st || s.status.Reason != reason
 	s.status = Status{State: st, Reason: reason, Err: err, ConfirmedLSN: s.status.ConfirmedLSN, Uncaptured: s.status.Uncaptured}
