@@ -35,13 +35,13 @@ func checkCoverage(ctx context.Context, conn *pgx.Conn, publication string, tabl
 	if err != nil {
 		return nil, fmt.Errorf("checking that the publication still holds the watched tables: %w", err)
 	}
+	pub := pgx.Identifier{publication}.Sanitize()
 	var probs []string
 	var i int
 	var cur *uint32
 	var published, oldExists bool
 	_, err = pgx.ForEachRow(rows, []any{&i, &cur, &published, &oldExists}, func() error {
 		t := tables[i-1]
-		pub := pgx.Identifier{publication}.Sanitize()
 		switch {
 		case cur != nil && *cur == t.OID && !published:
 			probs = append(probs, fmt.Sprintf("table %s left publication %s: its changes are not captured; run ALTER PUBLICATION %s ADD TABLE %s, or restart the source (create: true adds it)",

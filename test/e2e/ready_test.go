@@ -67,17 +67,9 @@ func waitForChanges(ctx context.Context, t *testing.T, url string, n uint64) jet
 // /readyz answered 200 as soon as the component ran.
 func TestSourceIsReadyOnlyOnceStreaming(t *testing.T) {
 	ctx := context.Background()
-	dsn := pg.CreateDatabase(ctx, t, "")
-	setup, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer setup.Close(ctx)
-	if _, err := setup.Exec(ctx, `CREATE TABLE items(id bigint PRIMARY KEY, version bigint NOT NULL, payload text NOT NULL);
+	dsn, setup := newDatabase(ctx, t, `CREATE TABLE items(id bigint PRIMARY KEY, version bigint NOT NULL, payload text NOT NULL);
 		INSERT INTO items VALUES (1, 1, 'before the source');
-		CREATE PUBLICATION tributary_shop FOR TABLE items`); err != nil {
-		t.Fatal(err)
-	}
+		CREATE PUBLICATION tributary_shop FOR TABLE items`)
 	// The lock's transaction has a transaction id (an ACCESS EXCLUSIVE lock
 	// is logged), so creating the snapshot slot waits for it to end.
 	locker, err := pgx.Connect(ctx, dsn)
@@ -147,16 +139,8 @@ func TestSourceIsReadyOnlyOnceStreaming(t *testing.T) {
 // streaming; the process keeps running.
 func TestDroppedTableShowsOnReadyz(t *testing.T) {
 	ctx := context.Background()
-	dsn := pg.CreateDatabase(ctx, t, "")
-	setup, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer setup.Close(ctx)
-	if _, err := setup.Exec(ctx, `CREATE TABLE items(id bigint PRIMARY KEY, version bigint NOT NULL, payload text NOT NULL);
-		CREATE TABLE scratch(id int PRIMARY KEY)`); err != nil {
-		t.Fatal(err)
-	}
+	dsn, setup := newDatabase(ctx, t, `CREATE TABLE items(id bigint PRIMARY KEY, version bigint NOT NULL, payload text NOT NULL);
+		CREATE TABLE scratch(id int PRIMARY KEY)`)
 	srv := natstest.Start(t)
 	cfg := filepath.Join(t.TempDir(), "source.yaml")
 	body := fmt.Sprintf(`nats:

@@ -194,6 +194,22 @@ func (w *writer) tx(ctx context.Context) (pending map[int64][]rowEvent, live []i
 	return
 }
 
+// newDatabase creates a database of its own for the test, runs schema in
+// it, and returns its DSN and a connection to it, closed at the test's end.
+func newDatabase(ctx context.Context, t *testing.T, schema string) (string, *pgx.Conn) {
+	t.Helper()
+	dsn := pg.CreateDatabase(ctx, t, "")
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	if _, err := conn.Exec(ctx, schema); err != nil {
+		t.Fatalf("creating the test schema: %v", err)
+	}
+	return dsn, conn
+}
+
 func sourceConfig(t *testing.T, natsURL, dsn string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "source.yaml")
@@ -312,17 +328,9 @@ func runSourceUnderFaults(t *testing.T, minFaults int, fault func(ctx context.Co
 	t0 := time.Now()
 	phase := func(what string) { t.Logf("%8s %s", time.Since(t0).Round(time.Millisecond), what) }
 	defer phase("done")
-	dsn := pg.CreateDatabase(ctx, t, "")
-	setup, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := setup.Exec(ctx, `CREATE TABLE items(id bigint PRIMARY KEY, version bigint NOT NULL, payload text NOT NULL);
+	dsn, _ := newDatabase(ctx, t, `CREATE TABLE items(id bigint PRIMARY KEY, version bigint NOT NULL, payload text NOT NULL);
 		ALTER TABLE items REPLICA IDENTITY FULL;
-		CREATE TABLE txlog(n bigint PRIMARY KEY)`); err != nil {
-		t.Fatal(err)
-	}
-	setup.Close(ctx)
+		CREATE TABLE txlog(n bigint PRIMARY KEY)`)
 
 	srv := natstest.Start(t)
 	r := &faultRun{t: t, cfg: sourceConfig(t, srv.URL(), dsn), dsn: dsn}
