@@ -11,6 +11,14 @@ bash scripts/install-deps.sh
 # sequences here (a plain `go test` runs a few hundred).
 export TRIBUTARY_DIFF_SEQUENCES="${TRIBUTARY_DIFF_SEQUENCES:-3000}"
 
+echo "== tracked files"
+# Nothing a build produces belongs in git: no tracked file may exceed 1 MiB.
+big="$(git ls-files -z | xargs -0 -r stat -c '%s %n' | awk '$1 > 1048576 {print $2 " (" $1 " bytes)"}')"
+if [[ -n "$big" ]]; then
+	echo "tracked files over 1 MiB (built binaries or generated data?):" >&2
+	echo "$big" >&2
+	exit 1
+fi
 echo "== gofmt"
 unformatted="$(gofmt -l .)"
 if [[ -n "$unformatted" ]]; then
