@@ -101,3 +101,20 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	})
 	return s.shutdown
 }
+
+// Register registers c with reg, or returns the collector already
+// registered with the same description, so that several publishers,
+// consumers or supervisors in one process share one labelled family.
+func Register[T prometheus.Collector](reg prometheus.Registerer, c T) (T, error) {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(T); ok {
+				return existing, nil
+			}
+		}
+		var zero T
+		return zero, fmt.Errorf("registering metrics: %w", err)
+	}
+	return c, nil
+}
