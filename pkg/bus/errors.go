@@ -25,6 +25,12 @@ var (
 	// cannot fix (atomic publish disabled on the stream, batch too large,
 	// message too large, unsupported header, ...). Nothing was stored.
 	ErrRejected = errors.New("publish rejected by the server")
+	// ErrFenced: a fenced write (WithFence) was refused because another
+	// writer claimed the fence after the writer's claim, or ClaimFence found
+	// a claim with a newer lease token. The writer's lease is stale: it must
+	// stop writing and step down. Nothing of the refused write was stored;
+	// it is never re-sent.
+	ErrFenced = errors.New("fenced out by a newer writer")
 	// ErrClosed: the Publisher or Consumer was closed (or its connection).
 	ErrClosed = errors.New("closed")
 	// ErrPublisherFailed: the Publisher stopped after a permanent error; it

@@ -11,6 +11,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
+
+	"github.com/tributary/tributary/internal/retry"
 )
 
 // maxIncompleteBatches is how many "batch incomplete" answers in a row
@@ -45,6 +47,23 @@ type batchAckResponse struct {
 	Count    uint64              `json:"count"`
 }
 
+// BatchOption tunes one StageBatch or PublishBatch.
+type BatchOption func(*batchOptions)
+
+type batchOptions struct {
+	fence *Fence
+}
+
+// WithFence makes the batch a fenced write: its first message carries f's
+// claim sequence as the expected last sequence of f's fence subject, so
+// the server stores the batch only while f's claim is the fence's last
+// (see Fence). The batch must go to f's stream. A batch refused because
+// another claim followed f's fails with an error wrapping ErrFenced,
+// without re-sending: nothing of it was stored. A nil f adds nothing.
+func WithFence(f *Fence) BatchOption {
+	return func(o *batchOptions) { o.fence = f }
+}
+
 // PublishBatch stores msgs (1..Conn.MaxBatch, one stream, distinct ids) as one
 // atomic JetStream batch: all of them or none, with one fsync for the batch
 // on a SyncAlways server. The stream must allow atomic publish. It is
@@ -60,14 +79,16 @@ type batchAckResponse struct {
 // messages of which some were stored before. An identical re-send stores
 // nothing new and returns Duplicate true.
 //
-// Errors: ErrInvalidMessage for bad input (nothing is sent); ErrRejected for
+// Errors: ErrInvalidMessage for bad input (nothing is sent); ErrFenced for a
+// fenced batch (WithFence) refused because the fence was claimed by another
+// writer since (nothing was stored; never re-sent); ErrRejected for
 // what re-sending cannot fix (atomic publish disabled on the stream, batch
 // too large, message too large, three "incomplete" answers in a row, ...;
 // nothing was stored); ErrClosed after
 // Close; otherwise ctx's error, with the last attempt's error.
 // PublishBatch is synchronous and independent of Publish's pipeline.
-func (p *Publisher) PublishBatch(ctx context.Context, msgs []Message) (BatchAck, error) {
-	b, err := p.StageBatch(msgs)
+func (p *Publisher) PublishBatch(ctx context.Context, msgs []Message, opts ...BatchOption) (BatchAck, error) {
+	b, err := p.StageBatch(msgs, opts...)
 	if err != nil {
 		return BatchAck{}, err
 	}
@@ -81,6 +102,7 @@ func (p *Publisher) PublishBatch(ctx context.Context, msgs []Message) (BatchAck,
 type StagedBatch struct {
 	p       *Publisher
 	msgs    []Message
+	fence   *Fence
 	desc    string
 	started time.Time
 	// The current attempt: its batch id, and the error that kept its body
@@ -107,15 +129,25 @@ type StagedBatch struct {
 // by default) until then. A failure to send the body (a disconnect) is not
 // reported here: Commit re-sends the body first.
 //
+// A fenced batch (WithFence) carries the fence on its first message; the
+// server checks it at the commit.
+//
 // Errors: ErrInvalidMessage (nothing is sent), ErrClosed after Close.
-func (p *Publisher) StageBatch(msgs []Message) (*StagedBatch, error) {
+func (p *Publisher) StageBatch(msgs []Message, opts ...BatchOption) (*StagedBatch, error) {
+	var o batchOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if err := validateBatch(msgs, p.c.MaxBatch()); err != nil {
 		return nil, err
 	}
 	if p.isClosed() {
 		return nil, fmt.Errorf("publishing a batch: publisher %s: %w", p.opts.Name, ErrClosed)
 	}
-	b := &StagedBatch{p: p, msgs: msgs, desc: batchDesc(msgs), started: time.Now()}
+	b := &StagedBatch{p: p, msgs: msgs, fence: o.fence, desc: batchDesc(msgs), started: time.Now()}
+	if o.fence != nil {
+		b.desc += " fenced by " + o.fence.subject + "@" + strconv.FormatUint(o.fence.seq, 10)
+	}
 	b.sendErr = b.sendBody(context.Background(), false)
 	return b, nil
 }
@@ -153,6 +185,9 @@ func (b *StagedBatch) sendBody(ctx context.Context, ackFirst bool) error {
 		nm.Header[hdrBatchSeq] = []string{strconv.Itoa(i + 1)}
 		if i == last {
 			nm.Header[hdrBatchCommit] = []string{"1"}
+		}
+		if i == 0 && b.fence != nil {
+			b.fence.fenceHeaders(nm)
 		}
 		b.nms[i] = nm
 	}
@@ -213,7 +248,7 @@ func (b *StagedBatch) Commit(ctx context.Context) (BatchAck, error) {
 		return BatchAck{}, fmt.Errorf("%w: %s was committed before", ErrInvalidMessage, b.desc)
 	}
 	b.committed = true
-	bo := newBackOff(p.opts.RetryWait, p.opts.MaxRetryWait)
+	bo := retry.NewBackOff(p.opts.RetryWait, p.opts.MaxRetryWait)
 	incomplete := 0
 	for attempt := 1; ; attempt++ {
 		var err error
@@ -238,9 +273,13 @@ func (b *StagedBatch) Commit(ctx context.Context) (BatchAck, error) {
 			return ack, nil
 		}
 		if isAPIError(err, errCodeBatchDuplicate) {
-			return p.publishEach(ctx, b.msgs, b.desc, bo)
+			return p.publishEach(ctx, b.msgs, b.fence, b.desc, bo)
 		}
-		if !retryablePublishErr(err) {
+		if ferr := p.c.fencedErr(ctx, b.fence, b.desc, err); ferr != nil {
+			p.log.Warn("fenced batch refused: another writer claimed the fence", "batch", b.desc, "err", err)
+			return BatchAck{}, ferr
+		}
+		if !retryablePublishErr(err) && !(b.fence != nil && isAPIError(err, errCodeWrongLastSeqConstant)) {
 			return BatchAck{}, fmt.Errorf("%w: %s: %w", ErrRejected, b.desc, err)
 		}
 		if isAPIError(err, errCodeBatchIncomplete) {
@@ -261,22 +300,26 @@ func (b *StagedBatch) Commit(ctx context.Context) (BatchAck, error) {
 		}
 		p.m.retries.Inc()
 		p.log.Warn("atomic batch not acknowledged; re-sending", "batch", b.desc, "attempt", attempt, "err", err)
-		if serr := sleepCtx(ctx, bo.NextBackOff()); serr != nil {
+		if serr := retry.Sleep(ctx, bo.NextBackOff()); serr != nil {
 			return BatchAck{}, fmt.Errorf("publishing %s: gave up after %d attempts: %w (last attempt: %v)", b.desc, attempt, serr, err)
 		}
 	}
 }
 
 // publishEach publishes msgs one at a time, in order, each deduplicated by
-// its id; see PublishBatch.
-func (p *Publisher) publishEach(ctx context.Context, msgs []Message, desc string, bo interface{ NextBackOff() time.Duration }) (BatchAck, error) {
+// its id and each fenced by fence when it is not nil; see PublishBatch.
+func (p *Publisher) publishEach(ctx context.Context, msgs []Message, fence *Fence, desc string, bo interface{ NextBackOff() time.Duration }) (BatchAck, error) {
 	var last *jetstream.PubAck
 	dups := 0
 	for i := range msgs {
 		for attempt := 1; ; attempt++ {
 			actx, cancel := context.WithTimeout(ctx, p.opts.PublishTimeout)
 			start := time.Now()
-			ack, err := p.js.PublishMsg(actx, msgs[i].natsMsg())
+			nm := msgs[i].natsMsg()
+			if fence != nil {
+				fence.fenceHeaders(nm)
+			}
+			ack, err := p.js.PublishMsg(actx, nm)
 			cancel()
 			if err == nil {
 				p.m.latency.Observe(time.Since(start).Seconds())
@@ -288,14 +331,18 @@ func (p *Publisher) publishEach(ctx context.Context, msgs []Message, desc string
 				}
 				break
 			}
-			if !retryablePublishErr(err) {
+			if ferr := p.c.fencedErr(ctx, fence, fmt.Sprintf("%s: message %s after a duplicate answer", desc, msgs[i].ID), err); ferr != nil {
+				p.log.Warn("fenced message refused: another writer claimed the fence", "batch", desc, "id", msgs[i].ID, "err", err)
+				return BatchAck{}, ferr
+			}
+			if !retryablePublishErr(err) && !(fence != nil && isAPIError(err, errCodeWrongLastSeqConstant)) {
 				return BatchAck{}, fmt.Errorf("%w: %s: message %s after a duplicate answer: %w", ErrRejected, desc, msgs[i].ID, err)
 			}
 			if ctx.Err() != nil {
 				return BatchAck{}, fmt.Errorf("publishing %s one by one after a duplicate answer: message %s: %w (last attempt: %v)", desc, msgs[i].ID, ctx.Err(), err)
 			}
 			p.m.retries.Inc()
-			if serr := sleepCtx(ctx, bo.NextBackOff()); serr != nil {
+			if serr := retry.Sleep(ctx, bo.NextBackOff()); serr != nil {
 				return BatchAck{}, fmt.Errorf("publishing %s one by one after a duplicate answer: message %s: %w (last attempt: %v)", desc, msgs[i].ID, serr, err)
 			}
 		}
