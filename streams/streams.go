@@ -179,6 +179,22 @@ func (t Topology) ChangeFilter(sourceToken string) string {
 	return t.Prefix + ".changes." + sourceToken + ".>"
 }
 
+// SourceFence is the fence subject of one source (see bus.Fence): the
+// source's claims, and nothing else, are written to it, in the changes
+// stream. It has three tokens, change subjects five, so a consumer that
+// filters ChangeFilter(source) or <prefix>.changes.*.> never sees a claim;
+// only a filter of <prefix>.changes.> does.
+func (t Topology) SourceFence(sourceToken string) string {
+	return t.Prefix + ".changes." + sourceToken
+}
+
+// QueryFence is the fence subject of one query's results writer, in the
+// results stream. Reactions filter ResultSubject(query) exactly, so they
+// never see a claim.
+func (t Topology) QueryFence(queryToken string) string {
+	return t.Prefix + ".results." + queryToken + ".fence"
+}
+
 // ResultSubject is the subject of one query's results.
 func (t Topology) ResultSubject(queryToken string) string {
 	return t.Prefix + ".results." + queryToken

@@ -32,6 +32,14 @@ func TestDefaultTopology(t *testing.T) {
 	if got := top.ResultSubject("q1"); got != "my-app.results.q1" {
 		t.Fatalf("result subject %s", got)
 	}
+	// Fence subjects: in the stream they fence, outside every filter its
+	// consumers use (a source's changes, a query's results).
+	if got := top.SourceFence("shop"); got != "my-app.changes.shop" {
+		t.Fatalf("source fence %s", got)
+	}
+	if got := top.QueryFence("q1"); got != "my-app.results.q1.fence" {
+		t.Fatalf("query fence %s", got)
+	}
 	if len(top.Consumers.BackOff) >= top.Consumers.MaxDeliver {
 		t.Fatal("back-off list must be shorter than MaxDeliver")
 	}

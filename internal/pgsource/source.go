@@ -35,15 +35,24 @@ type StagedBatch interface {
 	Commit(ctx context.Context) (bus.BatchAck, error)
 }
 
-// BusPublisher is the Publisher of p.
-func BusPublisher(p *bus.Publisher) Publisher { return busPublisher{p} }
+// BusPublisher is the Publisher of p; every batch is staged with opts.
+// A source that runs under a lease passes bus.WithFence with the fence it
+// claimed (streams.Topology.SourceFence, the lease token) after taking the
+// lease and before Run: every batch it commits is then refused, with an
+// error wrapping bus.ErrFenced, once another instance claimed the fence.
+func BusPublisher(p *bus.Publisher, opts ...bus.BatchOption) Publisher {
+	return busPublisher{p: p, opts: opts}
+}
 
-type busPublisher struct{ p *bus.Publisher }
+type busPublisher struct {
+	p    *bus.Publisher
+	opts []bus.BatchOption
+}
 
 func (b busPublisher) MaxBatch() int { return b.p.MaxBatch() }
 
 func (b busPublisher) StageBatch(msgs []bus.Message) (StagedBatch, error) {
-	sb, err := b.p.StageBatch(msgs)
+	sb, err := b.p.StageBatch(msgs, b.opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -241,7 +250,14 @@ func (s *Source) setConfirmed(lsn uint64) {
 // changes are sent again next time; nothing is lost), or the error of
 // dropping the slot.
 //
-// Run returns errors wrapping ErrSetup, ErrSlotInvalidated,
+// A batch refused because another instance claimed the source's fence
+// (bus.ErrFenced: this instance's lease is stale) ends Run at once, without
+// retrying: nothing more is published, and no position is confirmed to
+// Postgres any more (not even the last durable one: the replication
+// connection is closed without a final status update). The caller must
+// step down.
+//
+// Run returns errors wrapping bus.ErrFenced, ErrSetup, ErrSlotInvalidated,
 // ErrPositionConflict or ErrDecode without retrying. Every goroutine it starts has ended
 // when it returns. Run may be called once at a time.
 func (s *Source) Run(ctx context.Context) error {
@@ -258,6 +274,13 @@ func (s *Source) Run(ctx context.Context) error {
 	for {
 		res := s.runSession(ctx)
 		err := res.err
+		if errors.Is(err, bus.ErrFenced) {
+			// Another instance holds the source now. Even a stop must not
+			// drop the slot that instance streams from.
+			s.log.Error("fenced out: another instance claimed the source; publishing stopped, stepping down", "err", err)
+			s.setStatus(StateFailed, err.Error(), err)
+			return err
+		}
 		if ctx.Err() != nil {
 			return s.stopped(err)
 		}

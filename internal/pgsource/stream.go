@@ -843,6 +843,13 @@ func (st *stream) stop() error {
 wait:
 	for {
 		if err := st.drainAcks(); err != nil {
+			if errors.Is(err, bus.ErrFenced) {
+				// Another instance owns the source: confirm nothing more
+				// (runSession closes the connection without a final status
+				// update).
+				st.queue.stop()
+				return err
+			}
 			stopErr = fmt.Errorf("%w: %w", ErrStopIncomplete, err)
 			break
 		}
