@@ -75,6 +75,13 @@ type Component struct {
 	pending map[string]string // why the component is not ready yet, by cause
 	kick    chan struct{}
 	fatal   chan error
+	// A run that lost its lease is stepped down and the component stands
+	// by again, in a goroutine of its own (rejoin): standby cancels its
+	// wait, rejoins waits for it. stopping is true while Stop runs: no
+	// rejoin starts then.
+	standby  context.CancelFunc
+	stopping bool
+	rejoins  sync.WaitGroup
 }
 
 type componentRun struct {
@@ -157,7 +164,10 @@ func (c *Component) AddStep(name string, run func(ctx context.Context) (Undo, er
 
 // Go starts a supervised worker in the current run (see Supervisor.Go);
 // start steps call it. Workers run under the lease: losing it cancels
-// their context. It returns ErrNotStarted when this instance does not run
+// their context. A worker that returns an error wrapping bus.ErrFenced (a
+// write refused because a newer lease holder claimed the worker's fence)
+// is not restarted: the lease ends as lost (Lease.Lose) and the component
+// steps down like after any lost lease (see Start). It returns ErrNotStarted when this instance does not run
 // the component, ErrShutdown while it stops, ErrWorkerExists for a name in
 // use ("lifecycle-state" and "lifecycle-lease" are the Component's own).
 func (c *Component) Go(name string, fn func(ctx context.Context) error) error {
@@ -167,13 +177,23 @@ func (c *Component) Go(name string, fn func(ctx context.Context) error) error {
 	if r == nil {
 		return fmt.Errorf("starting worker %q of %s: %w", name, c.id, ErrNotStarted)
 	}
-	return r.sup.Go(name, fn)
+	return r.sup.Go(name, func(ctx context.Context) error {
+		err := fn(ctx)
+		if errors.Is(err, bus.ErrFenced) {
+			c.log.Error("worker fenced out by a newer lease holder; stepping down", "worker", name, "err", err)
+			r.lease.Lose(fmt.Errorf("worker %s: %w", name, err))
+			return nil
+		}
+		return err
+	})
 }
 
 // Fatal yields an error when the component failed for good while running:
-// its supervisor gave up (ErrGaveUp) or it lost its lease (ErrLeaseLost).
-// Its work has stopped and its state is Error; the process should call
-// Stop and exit non-zero.
+// its supervisor gave up (ErrGaveUp), its workers did not stop when it
+// stepped down after losing its lease, or starting again after that
+// failed. Its work has stopped and its state is Error; the process should
+// call Stop and exit non-zero. A lost lease alone is not fatal: the
+// component steps down and stands by (see Start).
 func (c *Component) Fatal() <-chan error { return c.fatal }
 
 // State is this instance's view of the component's state.
@@ -264,6 +284,15 @@ func (e *activeElsewhere) Error() string {
 // the lease released and the state set to Error with the reason; the
 // error is a *StepError naming the step. ctx bounds the whole start,
 // including the standby wait.
+//
+// Once running, a lost lease (not renewed in time, taken by another
+// instance, or ended by a fenced worker: see Go) steps the component down
+// in this instance: the workers are stopped (their context ended with the
+// lease), the start steps undone, the state recorded as Error with the
+// reason while this instance still owns it, and the component stands by
+// again as Start does, in a goroutine of its own, until it takes the lease
+// back (the steps run again) or Stop; meanwhile its State is Stopped, then
+// Starting while it waits for the lease, and LeaseToken is 0.
 func (c *Component) Start(ctx context.Context) error {
 	var lease *Lease
 	_, err := c.store.Change(ctx, c.id, func(cur Record) (Status, error) {
@@ -324,7 +353,7 @@ func (c *Component) Start(ctx context.Context) error {
 	_ = sup.Go("lifecycle-lease", func(ctx context.Context) error {
 		<-ctx.Done()
 		if err := lease.Err(); errors.Is(err, ErrLeaseLost) {
-			c.failRunning(err)
+			c.stepDown(r, err)
 		}
 		return nil
 	})
@@ -456,13 +485,85 @@ func (c *Component) failRunning(cause error) {
 	}
 }
 
+// stepDown starts the step-down of run r after its lease was lost (cause),
+// unless Stop runs or r is not the current run any more.
+func (c *Component) stepDown(r *componentRun, cause error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopping || c.run != r {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c.standby = cancel
+	c.rejoins.Add(1)
+	go func() {
+		defer c.rejoins.Done()
+		defer cancel()
+		c.rejoin(ctx, r, cause)
+	}()
+}
+
+// rejoin stops run r, whose lease was lost, and stands by for the lease
+// again until ctx ends (Stop).
+func (c *Component) rejoin(ctx context.Context, r *componentRun, cause error) {
+	c.stopMu.Lock()
+	c.mu.Lock()
+	current := c.run == r
+	c.mu.Unlock()
+	if !current {
+		c.stopMu.Unlock()
+		return
+	}
+	c.log.Warn("stepping down: the lease was lost", "cause", cause)
+	c.writeError(cause)
+	sctx, scancel := context.WithTimeout(context.Background(), RollbackTimeout)
+	if err := r.sup.Shutdown(sctx); err != nil {
+		scancel()
+		c.stopMu.Unlock()
+		c.failRunning(fmt.Errorf("stepping down after losing the lease (%v): %w", cause, err))
+		return
+	}
+	if r.undo != nil {
+		if err := r.undo(sctx); err != nil {
+			c.log.Error("undoing the start steps while stepping down", "err", err)
+		}
+	}
+	scancel()
+	c.releaseQuietly(r.lease)
+	c.mu.Lock()
+	c.run = nil
+	c.mu.Unlock()
+	c.setLocal(Stopped)
+	c.stopMu.Unlock()
+	c.log.Info("stepped down; standing by to take the lease back")
+	if err := c.Start(ctx); err != nil && ctx.Err() == nil {
+		c.failRunning(fmt.Errorf("starting again after losing the lease: %w", err))
+	}
+}
+
 // Stop stops the component in this instance: -> Stopping, shut the
 // supervisor down (workers drain within ctx), undo the start steps,
 // -> Stopped, release the lease (in this order, so that a standby taking
-// the lease finds the component stopped rather than abandoned). Stopping a component this instance does
-// not run does nothing. If the workers do not stop within ctx the lease is
+// the lease finds the component stopped rather than abandoned). A
+// component that stands by after a step-down stops standing by. Stopping a
+// component this instance does not run does nothing else. If the workers do not stop within ctx the lease is
 // kept (they still run), the state becomes Error and the error names them.
 func (c *Component) Stop(ctx context.Context) error {
+	// End a standby after a step-down first (its Start returns), and keep
+	// a lease lost meanwhile from starting another.
+	c.mu.Lock()
+	c.stopping = true
+	if c.standby != nil {
+		c.standby()
+	}
+	c.mu.Unlock()
+	c.rejoins.Wait()
+	defer func() {
+		c.mu.Lock()
+		c.stopping = false
+		c.standby = nil
+		c.mu.Unlock()
+	}()
 	c.stopMu.Lock()
 	defer c.stopMu.Unlock()
 	c.mu.Lock()

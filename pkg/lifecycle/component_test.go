@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tributary/tributary/internal/obs"
 	"github.com/tributary/tributary/internal/testwait"
+	"github.com/tributary/tributary/pkg/bus"
 	"github.com/tributary/tributary/pkg/lifecycle"
 	"go.uber.org/goleak"
 )
@@ -477,4 +478,102 @@ func TestNotReadyHoldsReadinessWithoutChangingState(t *testing.T) {
 	testwait.Until(t, 5*time.Second, "running in the KV", func() bool {
 		return f.state(t, c.ID()).State == lifecycle.Running
 	})
+}
+
+// fencedErr is what a worker's write returns once a newer lease holder
+// claimed its fence.
+var fencedErr = fmt.Errorf("publishing batch 7: %w", bus.ErrFenced)
+
+// A worker fenced out by a newer holder is not restarted: the component
+// steps down in-process (lease ended, workers stopped, steps undone),
+// stands by while the lease key is held (here by its own stale value, as it
+// is by a newer holder's), and takes the lease back with a newer token
+// once the key expires, running its steps again. Nothing is reported on
+// Fatal, and Stop then stops it as usual.
+func TestFencedWorkerStepsDownAndStandsBy(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	a := f.component(t, "source", "fenced")
+	var steps, undos, runs atomic.Int32
+	fence := make(chan struct{})
+	a.AddStep("replication", func(context.Context) (lifecycle.Undo, error) {
+		steps.Add(1)
+		err := a.Go("replicate", func(ctx context.Context) error {
+			if runs.Add(1) > 1 {
+				<-ctx.Done()
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-fence:
+				return fencedErr
+			}
+		})
+		return func(context.Context) error { undos.Add(1); return nil }, err
+	})
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	token := a.LeaseToken()
+	close(fence)
+	testwait.Until(t, 10*time.Second, "a stepped down", func() bool {
+		return a.LeaseToken() == 0 && undos.Load() == 1
+	})
+	if runs.Load() != 1 || steps.Load() != 1 || a.State() == lifecycle.Running {
+		t.Fatalf("after the step-down: worker ran %d times, steps %d, state %s (want 1, 1, not running)", runs.Load(), steps.Load(), a.State())
+	}
+	testwait.Until(t, 3*leaseTTL, "a running again", func() bool { return a.State() == lifecycle.Running })
+	if steps.Load() != 2 || runs.Load() != 2 || a.LeaseToken() <= token {
+		t.Fatalf("a again: steps %d, runs %d, token %d (was %d)", steps.Load(), runs.Load(), a.LeaseToken(), token)
+	}
+	select {
+	case err := <-a.Fatal():
+		t.Fatalf("a reported %v on Fatal", err)
+	default:
+	}
+	if err := a.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if undos.Load() != 2 || a.State() != lifecycle.Stopped {
+		t.Fatalf("after Stop: undone %d times, state %s", undos.Load(), a.State())
+	}
+}
+
+// Stop ends the standby of a component that stepped down: Stop returns
+// promptly and nothing of it runs afterwards (goleak checks the rest).
+func TestStopEndsStandbyAfterStepDown(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	a := f.component(t, "source", "stepdown-stop")
+	fence := make(chan struct{})
+	var steps atomic.Int32
+	a.AddStep("replication", func(context.Context) (lifecycle.Undo, error) {
+		steps.Add(1)
+		return nil, a.Go("replicate", func(ctx context.Context) error {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-fence:
+				return fencedErr
+			}
+		})
+	})
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	close(fence)
+	testwait.Until(t, 10*time.Second, "a standing by", func() bool { return a.LeaseToken() == 0 && a.State() != lifecycle.Running })
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := a.Stop(sctx); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Fatalf("Stop of a standing-by component took %s", took)
+	}
+	if steps.Load() != 1 || a.LeaseToken() != 0 {
+		t.Fatalf("after Stop: steps %d, token %d", steps.Load(), a.LeaseToken())
+	}
 }

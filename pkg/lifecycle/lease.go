@@ -260,6 +260,16 @@ func (l *Lease) Release(ctx context.Context) error {
 	return nil
 }
 
+// Lose ends the lease as lost, with cause: Context ends with a cause
+// wrapping ErrLeaseLost and cause, and renewals stop. Call it when a write
+// was refused because a newer holder exists (bus.ErrFenced): the key is
+// not this holder's any more, so it is neither renewed nor deleted (Release
+// after Lose deletes nothing). It does nothing after a loss or a release.
+func (l *Lease) Lose(cause error) {
+	l.cancel(fmt.Errorf("%w: %s: %w", ErrLeaseLost, l.cfg.Key, cause))
+	l.stopOnce.Do(func() { close(l.stop) })
+}
+
 func (l *Lease) lose(log *slog.Logger, format string, args ...any) {
 	err := fmt.Errorf("%w: %s: %s", ErrLeaseLost, l.cfg.Key, fmt.Sprintf(format, args...))
 	log.Error("lease lost; stopping the work", "err", err)
