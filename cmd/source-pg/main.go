@@ -39,10 +39,15 @@ func build(ctx context.Context, rt *app.Runtime) ([]*lifecycle.Component, error)
 	return comps, nil
 }
 
-// replicationStep creates the publisher and runs the source as a
-// supervised worker under the component's lease. Stopping the component
-// cancels the worker's context, which stops the source gracefully (final
-// status update with the last durable LSN).
+// replicationStep claims the source's fence with the lease's token,
+// creates the publisher and runs the source as a supervised worker under
+// the component's lease. Every batch the source commits is fenced: once
+// another instance claimed the fence (it took the lease while this one was
+// paused or cut off), the server refuses this instance's batches, the
+// source stops without confirming anything more to Postgres, and the
+// component steps down and stands by (lifecycle.Component.Go). Stopping the
+// component cancels the worker's context, which stops the source
+// gracefully (final status update with the last durable LSN).
 func replicationStep(rt *app.Runtime, comp *lifecycle.Component, id string, pg *config.PostgresSource) func(context.Context) (lifecycle.Undo, error) {
 	return func(ctx context.Context) (lifecycle.Undo, error) {
 		log := rt.Log // pgsource adds the component and id attributes
@@ -50,7 +55,15 @@ func replicationStep(rt *app.Runtime, comp *lifecycle.Component, id string, pg *
 		if err != nil {
 			return nil, err
 		}
-		src, err := pgsource.New(sourceConfig(id, pg), pgsource.BusPublisher(pub), rt.Bus, rt.Topology, pgsource.Options{
+		// Claimed before anything is published: the previous holder's
+		// batches are refused from here on, and the source reads where the
+		// stream ends only after this claim.
+		fence, err := rt.Bus.ClaimFence(ctx, rt.Topology.Changes.Name, rt.Topology.SourceFence(bus.Token(id)), comp.Instance(), comp.LeaseToken())
+		if err != nil {
+			_ = pub.Close(ctx)
+			return nil, err
+		}
+		src, err := pgsource.New(sourceConfig(id, pg), pgsource.BusPublisher(pub, bus.WithFence(fence)), rt.Bus, rt.Topology, pgsource.Options{
 			Logger:     log,
 			Registerer: rt.Registry,
 			OnStatus: func(s pgsource.Status) {

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tributary/tributary/internal/testwait"
 )
@@ -123,6 +126,23 @@ func (p *Process) Terminate(timeout time.Duration) (int, error) {
 	return p.Wait(timeout)
 }
 
+// Pause stops the process with SIGSTOP (a long GC pause, a frozen VM):
+// it keeps its connections and timers but runs nothing until Resume.
+func (p *Process) Pause() {
+	p.t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		p.t.Fatalf("SIGSTOP %s: %v", p.Name, err)
+	}
+}
+
+// Resume continues a paused process with SIGCONT.
+func (p *Process) Resume() {
+	p.t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		p.t.Fatalf("SIGCONT %s: %v", p.Name, err)
+	}
+}
+
 // Wait waits up to timeout for the process to exit and returns its code.
 func (p *Process) Wait(timeout time.Duration) (int, error) {
 	select {
@@ -164,4 +184,21 @@ func (p *Process) MetricsAddr(t testing.TB) string {
 		t.Fatalf("%s exited before serving /metrics:\n%s", p.Name, p.LogTail(20))
 	}
 	return addr
+}
+
+// changeCount is how many changes of source the changes stream holds: its
+// messages but the source's fence claims (on tributary.changes.<source>,
+// see streams.Topology.SourceFence). The stream must hold no other
+// source's messages.
+func changeCount(ctx context.Context, js jetstream.JetStream, source string) (uint64, error) {
+	s, err := js.Stream(ctx, "TRIBUTARY_CHANGES")
+	if err != nil {
+		return 0, err
+	}
+	fence := "tributary.changes." + source
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(fence))
+	if err != nil {
+		return 0, err
+	}
+	return info.State.Msgs - info.State.Subjects[fence], nil
 }

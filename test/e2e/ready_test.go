@@ -46,11 +46,8 @@ func waitForChanges(ctx context.Context, t *testing.T, url string, n uint64) jet
 		t.Fatal(err)
 	}
 	testwait.UntilErr(ctx, t, 30*time.Second, fmt.Sprintf("%d messages in the changes stream", n), func() (bool, error) {
-		info, err := js.Stream(ctx, "TRIBUTARY_CHANGES")
-		if err != nil {
-			return false, err
-		}
-		return info.CachedInfo().State.Msgs >= n, nil
+		got, err := changeCount(ctx, js, "shop")
+		return got >= n, err
 	})
 	return js
 }
