@@ -30,14 +30,19 @@
 //     once every snapshot row was acknowledged, so the existence of the slot
 //     records durably that the snapshot is complete. See snapshot.go.
 //
-// Use (cmd/source-pg wires it this way):
+// Use (cmd/source-pg wires it this way, after taking the source's lease):
 //
-//	src, err := pgsource.New(cfg, pgsource.BusPublisher(publisher), conn, topology, pgsource.Options{
+//	fence, err := conn.ClaimFence(ctx, topology.Changes.Name, topology.SourceFence(bus.Token(id)), instance, leaseToken)
+//	...
+//	src, err := pgsource.New(cfg, pgsource.BusPublisher(publisher, bus.WithFence(fence)), conn, topology, pgsource.Options{
 //		Logger: log, Registerer: reg, OnStatus: report})
 //	...
-//	err = src.Run(ctx) // until ctx is cancelled (graceful stop) or a fatal error
+//	err = src.Run(ctx) // until ctx is cancelled (graceful stop), a fatal error or bus.ErrFenced
 //
 // where publisher is a *bus.Publisher and conn the *bus.Conn (PositionStore).
+// With the fence, every batch is refused once another instance claimed the
+// source: Run then returns an error wrapping bus.ErrFenced at once, having
+// confirmed nothing more to Postgres.
 //
 // Wire format: one message per change on
 // <prefix>.changes.<source>.<label>.<row key> (bus.Token-escaped; truncates
