@@ -577,3 +577,48 @@ func TestStopEndsStandbyAfterStepDown(t *testing.T) {
 		t.Fatalf("after Stop: steps %d, token %d", steps.Load(), a.LeaseToken())
 	}
 }
+
+// A lease lost to another holder (the key overwritten, as by an instance
+// that took over after this one was paused) steps the component down in
+// the process, not fatally: it stands by while the other's key lives and
+// takes the component back once that key expires.
+func TestLostLeaseStepsDownAndStandsBy(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	a := f.component(t, "query", "lost")
+	var steps atomic.Int32
+	a.AddStep("work", func(context.Context) (lifecycle.Undo, error) {
+		steps.Add(1)
+		return nil, a.Go("work", func(ctx context.Context) error { <-ctx.Done(); return nil })
+	})
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	token := a.LeaseToken()
+	var err error
+	for range 5 { // a renewal may land in between: retry at the new revision
+		var e bus.Entry
+		if e, err = f.leases.Get(ctx, a.ID().Key()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err = f.leases.Update(ctx, a.ID().Key(), []byte(`{"holder":"intruder"}`), e.Revision); !errors.Is(err, bus.ErrRevisionMismatch) {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	testwait.Until(t, leaseTTL, "a stepping down", func() bool { return a.LeaseToken() == 0 })
+	if st := a.State(); st == lifecycle.Running {
+		t.Fatalf("a is %s after losing its lease", st)
+	}
+	testwait.Until(t, 3*leaseTTL, "a taking the component back", func() bool { return a.State() == lifecycle.Running })
+	if steps.Load() != 2 || a.LeaseToken() <= token {
+		t.Fatalf("steps %d, token %d (was %d)", steps.Load(), a.LeaseToken(), token)
+	}
+	select {
+	case err := <-a.Fatal():
+		t.Fatalf("a reported %v on Fatal", err)
+	default:
+	}
+}

@@ -321,3 +321,39 @@ func TestLeaseExpiresWithoutRenewal(t *testing.T) {
 		t.Fatalf("token %d not above %d", b.Token(), l.Token())
 	}
 }
+
+// Lose (a fenced write) ends the lease as lost with its cause, stops the
+// renewals, and leaves the key to whoever holds it: Release deletes
+// nothing, and the key expires by itself.
+func TestLeaseLose(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	l := acquire(t, f.leaseConfig("test.lose", "a"))
+	cause := fmt.Errorf("batch refused: %w", bus.ErrFenced)
+	l.Lose(cause)
+	select {
+	case <-l.Done():
+	default:
+		t.Fatal("the lease context is alive after Lose")
+	}
+	if err := l.Err(); !errors.Is(err, lifecycle.ErrLeaseLost) || !errors.Is(err, bus.ErrFenced) {
+		t.Fatalf("cause %v, want ErrLeaseLost and the fenced cause", err)
+	}
+	l.Lose(errors.New("second")) // no effect
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !errors.Is(l.Err(), bus.ErrFenced) {
+		t.Fatalf("cause after Release %v, want the first cause kept", l.Err())
+	}
+	e, err := f.leases.Get(ctx, "test.lose")
+	if err != nil {
+		t.Fatalf("the key after Release of a lost lease: %v (want it kept until it expires)", err)
+	}
+	// Not renewed any more: it expires within a TTL of the last renewal.
+	testwait.Until(t, 2*leaseTTL, "the key to expire", func() bool {
+		_, err := f.leases.Get(ctx, "test.lose")
+		return errors.Is(err, bus.ErrKeyNotFound)
+	})
+	t.Logf("key at revision %d expired", e.Revision)
+}
