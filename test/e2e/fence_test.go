@@ -135,6 +135,7 @@ func TestPausedSourceIsFencedOut(t *testing.T) {
 		before = n
 		return n >= 1000, err
 	})
+	holderA := holderOf(t, a)
 	a.Pause()
 	paused := time.Now()
 	phase(fmt.Sprintf("A paused with %d changes stored", before))
@@ -154,8 +155,12 @@ func TestPausedSourceIsFencedOut(t *testing.T) {
 		if err != nil {
 			return false, err
 		}
+		var c bus.FenceClaim
+		if err := json.Unmarshal(m.Data, &c); err != nil {
+			return false, err
+		}
 		claimB = m.Sequence
-		return claimB > 1, nil
+		return c.Holder != holderA, nil
 	})
 	a.Resume()
 	phase(fmt.Sprintf("B claimed at sequence %d, %s after A's pause; A resumed", claimB, time.Since(paused).Round(time.Millisecond)))
@@ -195,7 +200,7 @@ func TestPausedSourceIsFencedOut(t *testing.T) {
 	if n != w.total || len(got) != len(w.events) {
 		t.Fatalf("read %d changes of %d rows, want %d of %d", n, len(got), w.total, len(w.events))
 	}
-	holderA, holderB := holderOf(t, a), holderOf(t, b)
+	holderB := holderOf(t, b)
 	claims := checkFencedWrites(ctx, t, js)
 	if want := []string{holderA, holderB}; !slices.Equal(claims, want) {
 		t.Fatalf("claims by %v, want A then B %v", claims, want)
