@@ -88,6 +88,8 @@ type componentRun struct {
 	sup   *Supervisor
 	lease *Lease
 	undo  Undo
+	// running: the start completed (guarded by Component.mu).
+	running bool
 }
 
 // NewComponent validates cfg and returns a stopped component.
@@ -167,9 +169,10 @@ func (c *Component) AddStep(name string, run func(ctx context.Context) (Undo, er
 // their context. A worker that returns an error wrapping bus.ErrFenced (a
 // write refused because a newer lease holder claimed the worker's fence)
 // is not restarted: the lease ends as lost (Lease.Lose) and the component
-// steps down like after any lost lease (see Start). It returns ErrNotStarted when this instance does not run
-// the component, ErrShutdown while it stops, ErrWorkerExists for a name in
-// use ("lifecycle-state" and "lifecycle-lease" are the Component's own).
+// steps down like after any lost lease (see Start). It returns
+// ErrNotStarted when this instance does not run the component,
+// ErrShutdown while it stops, ErrWorkerExists for a name in use
+// ("lifecycle-state" and "lifecycle-lease" are the Component's own).
 func (c *Component) Go(name string, fn func(ctx context.Context) error) error {
 	c.mu.Lock()
 	r := c.run
@@ -292,7 +295,8 @@ func (e *activeElsewhere) Error() string {
 // reason while this instance still owns it, and the component stands by
 // again as Start does, in a goroutine of its own, until it takes the lease
 // back (the steps run again) or Stop; meanwhile its State is Stopped, then
-// Starting while it waits for the lease, and LeaseToken is 0.
+// Starting while it waits for the lease, and LeaseToken is 0. A lease lost
+// before the start completed is fatal instead (Fatal).
 func (c *Component) Start(ctx context.Context) error {
 	var lease *Lease
 	_, err := c.store.Change(ctx, c.id, func(cur Record) (Status, error) {
@@ -371,6 +375,9 @@ func (c *Component) Start(ctx context.Context) error {
 		c.failStart(r, err)
 		return fmt.Errorf("starting %s: %w", c.id, err)
 	}
+	c.mu.Lock()
+	r.running = true
+	c.mu.Unlock()
 	c.setLocal(Running)
 	c.poke() // report a degradation that came while starting
 	c.log.Info("running", "fencing_token", lease.Token())
@@ -486,13 +493,21 @@ func (c *Component) failRunning(cause error) {
 }
 
 // stepDown starts the step-down of run r after its lease was lost (cause),
-// unless Stop runs or r is not the current run any more.
+// unless Stop runs or r is not the current run any more. A lease lost
+// while the run was still starting fails the component instead (Fatal):
+// the start is under way in the caller of Start.
 func (c *Component) stepDown(r *componentRun, cause error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.stopping || c.run != r {
+		c.mu.Unlock()
 		return
 	}
+	if !r.running {
+		c.mu.Unlock()
+		c.failRunning(cause)
+		return
+	}
+	defer c.mu.Unlock()
 	ctx, cancel := context.WithCancel(context.Background())
 	c.standby = cancel
 	c.rejoins.Add(1)
@@ -546,8 +561,9 @@ func (c *Component) rejoin(ctx context.Context, r *componentRun, cause error) {
 // -> Stopped, release the lease (in this order, so that a standby taking
 // the lease finds the component stopped rather than abandoned). A
 // component that stands by after a step-down stops standing by. Stopping a
-// component this instance does not run does nothing else. If the workers do not stop within ctx the lease is
-// kept (they still run), the state becomes Error and the error names them.
+// component this instance does not run does nothing else. If the workers
+// do not stop within ctx the lease is kept (they still run), the state
+// becomes Error and the error names them.
 func (c *Component) Stop(ctx context.Context) error {
 	// End a standby after a step-down first (its Start returns), and keep
 	// a lease lost meanwhile from starting another.
