@@ -190,10 +190,10 @@ func TestStaleWriterIsFencedR3(t *testing.T) {
 	testStaleWriterIsFenced(t, cl.URLs(), js, 3)
 }
 
-// Back-to-back fenced batches on a replicated stream are not refused while
-// the previous one is still being replicated (the server answers 10164 for
-// a fence subject "in process"): a writer that holds the fence is never
-// fenced by its own writes.
+// Fenced batches on a replicated stream, staged ahead and committed back
+// to back as the source does, are all stored: a writer that holds the
+// fence is never fenced by its own writes (each of them checks the fence
+// subject, which they do not write).
 func TestFencedBatchesBackToBackR3(t *testing.T) {
 	cl := natstest.StartCluster(t)
 	js, _ := jetstreamFor(t, cl.URLs())
