@@ -63,6 +63,8 @@ type Component struct {
 	log   *slog.Logger
 	store *Store
 	gauge *prometheus.GaugeVec
+	// stepDowns counts the runs that lost their lease and stepped down.
+	stepDowns prometheus.Counter
 
 	stepsMu sync.Mutex
 	steps   []Step
@@ -127,8 +129,16 @@ func NewComponent(cfg Config) (*Component, error) {
 	if err != nil {
 		return nil, err
 	}
+	stepDowns, err := registerOrGet(cfg.Registerer, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tributary_component_step_downs_total",
+		Help: "Runs of the component in this instance that lost their lease (not renewed, taken over, or a write fenced out) and stepped down to stand by.",
+	}, []string{"kind", "id"}))
+	if err != nil {
+		return nil, err
+	}
 	c := &Component{
 		cfg: cfg, id: id, store: cfg.Store, gauge: gauge,
+		stepDowns: stepDowns.WithLabelValues(id.Kind, id.ID),
 		log:     cfg.Logger.With("component", id.Kind, "id", id.ID, "instance", cfg.Instance),
 		reasons: map[string]string{},
 		pending: map[string]string{},
@@ -530,6 +540,7 @@ func (c *Component) rejoin(ctx context.Context, r *componentRun, cause error) {
 		return
 	}
 	c.log.Warn("stepping down: the lease was lost", "cause", cause)
+	c.stepDowns.Inc()
 	c.writeError(cause)
 	sctx, scancel := context.WithTimeout(context.Background(), RollbackTimeout)
 	if err := r.sup.Shutdown(sctx); err != nil {

@@ -493,7 +493,8 @@ var fencedErr = fmt.Errorf("publishing batch 7: %w", bus.ErrFenced)
 func TestFencedWorkerStepsDownAndStandsBy(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	a := f.component(t, "source", "fenced")
+	reg := prometheus.NewRegistry()
+	a := f.component(t, "source", "fenced", func(cfg *lifecycle.Config) { cfg.Registerer = reg })
 	var steps, undos, runs atomic.Int32
 	fence := make(chan struct{})
 	a.AddStep("replication", func(context.Context) (lifecycle.Undo, error) {
@@ -522,6 +523,9 @@ func TestFencedWorkerStepsDownAndStandsBy(t *testing.T) {
 	})
 	if runs.Load() != 1 || steps.Load() != 1 || a.State() == lifecycle.Running {
 		t.Fatalf("after the step-down: worker ran %d times, steps %d, state %s (want 1, 1, not running)", runs.Load(), steps.Load(), a.State())
+	}
+	if n := metricValue(t, reg, "tributary_component_step_downs_total", prometheus.Labels{"kind": "source", "id": "fenced"}); n != 1 {
+		t.Fatalf("step-downs counted: %v, want 1", n)
 	}
 	testwait.Until(t, 3*leaseTTL, "a running again", func() bool { return a.State() == lifecycle.Running })
 	if steps.Load() != 2 || runs.Load() != 2 || a.LeaseToken() <= token {
