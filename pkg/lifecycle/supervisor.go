@@ -173,8 +173,9 @@ func registerOrGet[T prometheus.Collector](reg prometheus.Registerer, c T) (T, e
 // A returned error or a panic is logged, counted and reported (OnEvent),
 // and fn is called again after a backoff; after MaxFailures failures in a
 // row the supervisor gives up (see Fatal). A nil return ends the worker
-// for good. Go returns ErrShutdown after Shutdown or the give-up, and
-// ErrWorkerExists if a worker of that name runs.
+// for good, logged at Info ("worker NAME finished: returned nil"). Go
+// returns ErrShutdown after Shutdown or the give-up, and ErrWorkerExists if
+// a worker of that name runs.
 func (s *Supervisor) Go(name string, fn func(ctx context.Context) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -280,7 +281,10 @@ func (s *Supervisor) supervise(name string, fn func(ctx context.Context) error) 
 			return
 		}
 		if err == nil {
-			log.Debug("worker finished")
+			// Not a failure, but the worker is gone for good: say so where
+			// an operator sees it, so that a worker that stopped doing its
+			// job is no mystery.
+			log.Info(fmt.Sprintf("worker %s finished: returned nil", name))
 			return
 		}
 		failures++
