@@ -10,8 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cenkalti/backoff/v5"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tributary/tributary/internal/retry"
 	"github.com/tributary/tributary/pkg/bus"
 	"github.com/tributary/tributary/pkg/change"
 	"github.com/tributary/tributary/streams"
@@ -250,9 +250,7 @@ func (s *Source) Run(ctx context.Context) error {
 	}
 	defer s.running.Store(false)
 
-	bo := backoff.NewExponentialBackOff()
-	bo.InitialInterval = s.cfg.Backoff.Initial
-	bo.MaxInterval = s.cfg.Backoff.Max
+	bo := retry.NewBackOff(s.cfg.Backoff.Initial, s.cfg.Backoff.Max)
 	var failingSince time.Time
 	s.setStatus(StateStarting, "", nil)
 	for {

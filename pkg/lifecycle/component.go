@@ -13,8 +13,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cenkalti/backoff/v5"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tributary/tributary/internal/obs"
+	"github.com/tributary/tributary/internal/retry"
 	"github.com/tributary/tributary/pkg/bus"
 )
 
@@ -111,7 +112,7 @@ func NewComponent(cfg Config) (*Component, error) {
 	if cfg.Registerer == nil {
 		cfg.Registerer = prometheus.NewRegistry()
 	}
-	gauge, err := registerOrGet(cfg.Registerer, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	gauge, err := obs.Register(cfg.Registerer, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "tributary_component_state",
 		Help: "1 for the component's current state in this instance, 0 for the others.",
 	}, []string{"kind", "id", "state"}))
@@ -579,9 +580,7 @@ func (c *Component) onSupervisorEvent(ev SupervisorEvent) {
 // reportLoop writes Running/Degraded as SetDegraded, SetRunning and worker
 // failures ask, retrying with backoff while the bus fails.
 func (c *Component) reportLoop(ctx context.Context) error {
-	bo := backoff.NewExponentialBackOff()
-	bo.InitialInterval = 100 * time.Millisecond
-	bo.MaxInterval = 5 * time.Second
+	bo := retry.NewBackOff(100*time.Millisecond, 5*time.Second)
 	for {
 		select {
 		case <-ctx.Done():
@@ -599,7 +598,7 @@ func (c *Component) reportLoop(ctx context.Context) error {
 			}
 			d := bo.NextBackOff()
 			c.log.Warn("recording the component state failed; retrying", "err", err, "retry_in", d)
-			if !sleepCtx(ctx, d) {
+			if retry.Sleep(ctx, d) != nil {
 				return nil
 			}
 		}
