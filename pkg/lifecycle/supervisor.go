@@ -87,9 +87,11 @@ type supervisorMetrics struct {
 	panics   *prometheus.CounterVec
 }
 
-// Supervisor starts, restarts and waits for a component's goroutines.
-// Every goroutine of a component is started with Go; Shutdown cancels them
-// and waits. It is safe for concurrent use.
+// Supervisor starts, restarts and waits for a component's workers: every
+// long-running goroutine of a component is started with Go; Shutdown
+// cancels them and waits. (Goroutines inside the handles a worker uses, such
+// as a bus.Consumer, belong to the handle, whose Drain or Close waits for
+// them.) It is safe for concurrent use.
 type Supervisor struct {
 	cfg     SupervisorConfig
 	log     *slog.Logger
