@@ -61,7 +61,7 @@ func TestEnsureTopologyReportsConflict(t *testing.T) {
 	if err := c.EnsureTopology(ctx, topo); err != nil {
 		t.Fatal(err)
 	}
-	other, _ := streams.Default("trib", streams.Options{ChangesMaxMsgsPerSubject: 1})
+	other, _ := streams.Default("trib", streams.Options{Changes: streams.Limits{MaxMsgsPerSubject: 1}})
 	err = c.EnsureTopology(ctx, other)
 	if !errors.Is(err, bus.ErrTopologyConflict) {
 		t.Fatalf("want ErrTopologyConflict, got %v", err)

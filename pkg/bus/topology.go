@@ -52,9 +52,6 @@ func streamConfig(s streams.Stream) jetstream.StreamConfig {
 		AllowDirect:        s.AllowDirect,
 		Replicas:           s.Replicas,
 	}
-	if s.Retention == streams.WorkQueue {
-		cfg.Retention = jetstream.WorkQueuePolicy
-	}
 	if s.MaxBytes > 0 {
 		cfg.MaxBytes = s.MaxBytes
 	}
