@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -81,6 +82,9 @@ type Publisher struct {
 
 	closeOnce sync.Once
 	closeErr  error // set once by Close
+
+	stallMu sync.Mutex
+	stall   error // why the current publish is being re-sent; nil after a success
 
 	mu       sync.Mutex // guards the fields below
 	incoming []*pubEntry
@@ -512,6 +516,8 @@ func (p *Publisher) checkDrained() {
 
 // Server error codes the publisher treats specially.
 const (
+	errCodeAccountResources   = 10002 // JetStream storage of the account (server) exhausted
+	errCodeStoreFailed        = 10077 // storing failed; "maximum bytes exceeded" on a full stream
 	errCodeBatchIncomplete    = 10176 // the server abandoned an incomplete batch
 	errCodeBatchDuplicate     = 10201 // an atomic batch holds an id the stream has stored
 	errCodeAtomicTooMany      = 10210
@@ -522,9 +528,9 @@ const (
 )
 
 // retryablePublishErr says whether re-sending the same message can succeed:
-// timeouts, disconnects, missing responders (a stream leader election) and
-// server-side 5xx/429 answers. Client-side and 4xx rejections are
-// permanent.
+// timeouts, disconnects, missing responders (a stream leader election),
+// server-side 5xx/429 answers (a full stream is 503) and exhausted JetStream
+// storage. Client-side and other 4xx rejections are permanent.
 func retryablePublishErr(err error) bool {
 	switch {
 	case errors.Is(err, nats.ErrConnectionClosed),
@@ -538,7 +544,8 @@ func retryablePublishErr(err error) bool {
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {
 		switch apiErr.ErrorCode {
-		case errCodeBatchIncomplete, errCodeAtomicTooMany, errCodeBatchTooMany:
+		case errCodeBatchIncomplete, errCodeAtomicTooMany, errCodeBatchTooMany,
+			errCodeAccountResources: // storage is freed by expiry or a purge
 			return true
 		}
 		return apiErr.Code >= apiStatusServerErrorStart || apiErr.Code == apiStatusTooManyRequests ||
@@ -562,4 +569,119 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// ErrStreamFull: a stream refused a message because it reached its size
+// limit (MaxBytes, which makes the stream discard new messages, never old
+// ones), or because the server's JetStream storage is exhausted. Nothing
+// was stored; PublishBatch and Commit keep re-sending until space is freed
+// (by MaxAge expiry or a purge) or their context ends, and Stalled reports
+// it meanwhile. The error is a *StreamFullError.
+var ErrStreamFull = errors.New("stream is full")
+
+// StreamFullError says which stream is full. errors.Is(err, ErrStreamFull)
+// is true; Unwrap gives the server's answer.
+type StreamFullError struct {
+	// Stream is the full stream; empty when JetStream storage as a whole is
+	// exhausted, or the stream could not be looked up.
+	Stream string
+	// MaxBytes is the stream's limit (-1: none), Bytes and Msgs what it
+	// holds.
+	MaxBytes    int64
+	Bytes, Msgs uint64
+	// Subject is the refused message's subject.
+	Subject string
+	Err     error
+}
+
+func (e *StreamFullError) Error() string {
+	if e.Stream == "" {
+		return fmt.Sprintf("JetStream storage is exhausted: messages on %s are refused until space is freed (expiry, a purge, or a larger storage limit): %v", e.Subject, e.Err)
+	}
+	return fmt.Sprintf("stream %s is full (maxBytes %d, holding %d bytes in %d messages): new messages are refused until maxAge expiry or a purge frees space: %v",
+		e.Stream, e.MaxBytes, e.Bytes, e.Msgs, e.Err)
+}
+
+// Is makes errors.Is(err, ErrStreamFull) true.
+func (e *StreamFullError) Is(target error) bool { return target == ErrStreamFull }
+
+func (e *StreamFullError) Unwrap() error { return e.Err }
+
+// isStreamFull recognises a server's refusal for lack of space.
+func isStreamFull(err error) bool {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	switch apiErr.ErrorCode {
+	case errCodeAccountResources:
+		return true
+	case errCodeStoreFailed:
+		// "maximum bytes exceeded", "maximum messages exceeded"; not the
+		// per-subject limit, which Tributary never sets to discard new.
+		d := apiErr.Description
+		return strings.Contains(d, "maximum bytes") || strings.Contains(d, "maximum messages exceeded")
+	}
+	return false
+}
+
+// Stalled returns why the publisher is re-sending its current batch: a
+// full stream (a *StreamFullError, errors.Is ErrStreamFull), a timeout, a
+// lost connection. It is nil once a publish succeeded again. A writer shows
+// it in its health while its acknowledgements wait.
+func (p *Publisher) Stalled() error {
+	p.stallMu.Lock()
+	defer p.stallMu.Unlock()
+	return p.stall
+}
+
+// retrying records err, which made the publisher re-send a message on
+// subject, for Stalled and the metrics. It returns err, as a
+// *StreamFullError naming the stream and its limit when the stream is full.
+func (p *Publisher) retrying(ctx context.Context, subject string, err error) error {
+	full := isStreamFull(err)
+	if full {
+		err = p.describeFull(ctx, subject, err)
+		p.m.streamFull.Set(1)
+	}
+	p.stallMu.Lock()
+	wasFull := errors.Is(p.stall, ErrStreamFull)
+	p.stall = err
+	p.stallMu.Unlock()
+	if full && !wasFull {
+		p.log.Warn("stream full: publishing paused, re-sending until space is freed", "err", err)
+	}
+	return err
+}
+
+// published clears the state retrying recorded, after a success.
+func (p *Publisher) published() {
+	p.stallMu.Lock()
+	was := p.stall
+	p.stall = nil
+	p.stallMu.Unlock()
+	if errors.Is(was, ErrStreamFull) {
+		p.m.streamFull.Set(0)
+		p.log.Info("stream has room again: publishing resumed")
+	}
+}
+
+// describeFull names the stream that refused a message on subject.
+func (p *Publisher) describeFull(ctx context.Context, subject string, err error) error {
+	e := &StreamFullError{Subject: subject, MaxBytes: -1, Err: err}
+	if isAPIError(err, errCodeAccountResources) {
+		return e
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.opts.PublishTimeout)
+	defer cancel()
+	name, lerr := p.c.js.StreamNameBySubject(ctx, subject)
+	if lerr != nil {
+		return e
+	}
+	e.Stream = name
+	if s, lerr := p.c.js.Stream(ctx, name); lerr == nil {
+		info := s.CachedInfo()
+		e.MaxBytes, e.Bytes, e.Msgs = info.Config.MaxBytes, info.State.Bytes, info.State.Msgs
+	}
+	return e
 }

@@ -232,6 +232,7 @@ func (b *StagedBatch) Commit(ctx context.Context) (BatchAck, error) {
 			ack, err = b.commitOnce(ctx)
 		}
 		if err == nil {
+			p.published()
 			p.m.batchLat.Observe(time.Since(b.started).Seconds())
 			p.m.batches.Inc()
 			p.m.published.Add(float64(len(b.msgs)))
@@ -243,6 +244,7 @@ func (b *StagedBatch) Commit(ctx context.Context) (BatchAck, error) {
 		if !retryablePublishErr(err) {
 			return BatchAck{}, fmt.Errorf("%w: %s: %w", ErrRejected, b.desc, err)
 		}
+		err = p.retrying(ctx, b.msgs[0].Subject, err)
 		if isAPIError(err, errCodeBatchIncomplete) {
 			// A message lost in transit makes a batch incomplete, but so
 			// does one the stream refuses silently (the batch's messages
@@ -291,6 +293,7 @@ func (p *Publisher) publishEach(ctx context.Context, msgs []Message, desc string
 			if !retryablePublishErr(err) {
 				return BatchAck{}, fmt.Errorf("%w: %s: message %s after a duplicate answer: %w", ErrRejected, desc, msgs[i].ID, err)
 			}
+			err = p.retrying(ctx, msgs[i].Subject, err)
 			if ctx.Err() != nil {
 				return BatchAck{}, fmt.Errorf("publishing %s one by one after a duplicate answer: message %s: %w (last attempt: %v)", desc, msgs[i].ID, ctx.Err(), err)
 			}
@@ -300,6 +303,7 @@ func (p *Publisher) publishEach(ctx context.Context, msgs []Message, desc string
 			}
 		}
 	}
+	p.published()
 	if dups < len(msgs) {
 		p.log.Warn("atomic batch was partly stored before; stored the rest message by message",
 			"batch", desc, "stored_before", dups, "stored_now", len(msgs)-dups)

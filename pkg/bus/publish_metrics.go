@@ -31,6 +31,8 @@ type pubMetrics struct {
 	batchLat  prometheus.Observer
 	inFlight  prometheus.Gauge
 	batches   prometheus.Counter
+	// streamFull is 1 while a full stream refuses the publisher's messages.
+	streamFull prometheus.Gauge
 }
 
 func newPubMetrics(reg prometheus.Registerer, name string) (*pubMetrics, error) {
@@ -70,12 +72,20 @@ func newPubMetrics(reg prometheus.Registerer, name string) (*pubMetrics, error) 
 	if err != nil {
 		return nil, err
 	}
+	streamFull, err := registerShared(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "tributary_bus_publish_stream_full",
+		Help: "1 while a full stream (or exhausted JetStream storage) refuses the publisher's messages; it re-sends until space is freed.",
+	}, []string{"publisher"}))
+	if err != nil {
+		return nil, err
+	}
 	return &pubMetrics{
-		published: published.WithLabelValues(name),
-		retries:   retries.WithLabelValues(name),
-		latency:   latency.WithLabelValues(name, "message"),
-		batchLat:  latency.WithLabelValues(name, "batch"),
-		inFlight:  inFlight.WithLabelValues(name),
-		batches:   batches.WithLabelValues(name),
+		published:  published.WithLabelValues(name),
+		retries:    retries.WithLabelValues(name),
+		latency:    latency.WithLabelValues(name, "message"),
+		batchLat:   latency.WithLabelValues(name, "batch"),
+		inFlight:   inFlight.WithLabelValues(name),
+		batches:    batches.WithLabelValues(name),
+		streamFull: streamFull.WithLabelValues(name),
 	}, nil
 }
