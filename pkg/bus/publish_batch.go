@@ -65,7 +65,6 @@ type batchAckResponse struct {
 // too large, message too large, three "incomplete" answers in a row, ...;
 // nothing was stored); ErrClosed after
 // Close; otherwise ctx's error, with the last attempt's error.
-// PublishBatch is synchronous and independent of Publish's pipeline.
 func (p *Publisher) PublishBatch(ctx context.Context, msgs []Message) (BatchAck, error) {
 	b, err := p.StageBatch(msgs)
 	if err != nil {
@@ -278,7 +277,7 @@ func (p *Publisher) publishEach(ctx context.Context, msgs []Message, desc string
 		for attempt := 1; ; attempt++ {
 			actx, cancel := context.WithTimeout(ctx, p.opts.PublishTimeout)
 			start := time.Now()
-			ack, err := p.js.PublishMsg(actx, msgs[i].natsMsg())
+			ack, err := p.c.js.PublishMsg(actx, msgs[i].natsMsg())
 			cancel()
 			if err == nil {
 				p.m.latency.Observe(time.Since(start).Seconds())
