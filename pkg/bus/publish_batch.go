@@ -108,7 +108,7 @@ type StagedBatch struct {
 //
 // Errors: ErrInvalidMessage (nothing is sent), ErrClosed after Close.
 func (p *Publisher) StageBatch(msgs []Message) (*StagedBatch, error) {
-	if err := validateBatch(msgs, p.c.MaxBatch()); err != nil {
+	if err := validateBatch(msgs, p.c.MaxBatch(), p.c.nc.MaxPayload()); err != nil {
 		return nil, err
 	}
 	if p.isClosed() {
@@ -312,7 +312,7 @@ func (p *Publisher) publishEach(ctx context.Context, msgs []Message, desc string
 	return BatchAck{Stream: last.Stream, Sequence: last.Sequence, Count: len(msgs), Duplicate: dups == len(msgs)}, nil
 }
 
-func validateBatch(msgs []Message, maxBatch int) error {
+func validateBatch(msgs []Message, maxBatch int, maxPayload int64) error {
 	if len(msgs) == 0 || len(msgs) > maxBatch {
 		return fmt.Errorf("%w: atomic batch of %d messages: must hold 1 to %d (the bus's maxBatch)", ErrInvalidMessage, len(msgs), maxBatch)
 	}
@@ -321,6 +321,10 @@ func validateBatch(msgs []Message, maxBatch int) error {
 	for i := range msgs {
 		if err := msgs[i].validate(); err != nil {
 			errs = append(errs, fmt.Errorf("message %d: %w", i, err))
+			continue
+		}
+		if n := msgs[i].size(); maxPayload > 0 && int64(n) > maxPayload {
+			errs = append(errs, fmt.Errorf("%w: message %d (id %q): about %d bytes exceed the server's max payload %d", ErrInvalidMessage, i, msgs[i].ID, n, maxPayload))
 			continue
 		}
 		if j, ok := seen[msgs[i].ID]; ok {

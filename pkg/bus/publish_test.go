@@ -24,6 +24,11 @@ func TestPublisherOptionsAndClose(t *testing.T) {
 	}
 	p := e.publisher(t, bus.PublisherOptions{})
 	ctx := context.Background()
+	big := batch("p.x", 1, 2)
+	big[1].Data = make([]byte, 2<<20)
+	if _, err := p.PublishBatch(ctx, big); !errors.Is(err, bus.ErrInvalidMessage) || !strings.Contains(err.Error(), `message 1 (id "id-2")`) {
+		t.Fatalf("a message above the server's max payload: want ErrInvalidMessage naming it, got %v", err)
+	}
 	if _, err := p.PublishBatch(ctx, batch("p.x", 1, 3)); err != nil {
 		t.Fatal(err)
 	}
