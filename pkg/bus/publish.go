@@ -139,7 +139,8 @@ func sleepCtx(ctx context.Context, d time.Duration) error { return retry.Sleep(c
 
 // Server error codes the publisher treats specially.
 const (
-	errCodeAccountResources   = 10002 // JetStream storage of the account (server) exhausted
+	errCodeAccountResources   = 10002 // the account's JetStream storage limit reached
+	errCodeInsufficientRes    = 10023 // the server's JetStream storage exhausted
 	errCodeStoreFailed        = 10077 // storing failed; "maximum bytes exceeded" on a full stream
 	errCodeBatchIncomplete    = 10176 // the server abandoned an incomplete batch
 	errCodeBatchDuplicate     = 10201 // an atomic batch holds an id the stream has stored
@@ -194,7 +195,7 @@ var ErrStreamFull = errors.New("stream is full")
 // is true; Unwrap gives the server's answer.
 type StreamFullError struct {
 	// Stream is the full stream; empty when JetStream storage as a whole is
-	// exhausted, or the stream could not be looked up.
+	// exhausted (then MaxBytes is -1), or the stream could not be looked up.
 	Stream string
 	// MaxBytes is the stream's limit (-1: none), Bytes and Msgs what it
 	// holds.
@@ -206,8 +207,11 @@ type StreamFullError struct {
 }
 
 func (e *StreamFullError) Error() string {
-	if e.Stream == "" {
-		return fmt.Sprintf("JetStream storage is exhausted: messages on %s are refused until space is freed (expiry, a purge, or a larger storage limit): %v", e.Subject, e.Err)
+	switch {
+	case isAPIError(e.Err, errCodeAccountResources), isAPIError(e.Err, errCodeInsufficientRes):
+		return fmt.Sprintf("JetStream storage is exhausted: messages on %s are refused until space is freed (maxAge expiry, a purge, or a larger storage limit): %v", e.Subject, e.Err)
+	case e.Stream == "":
+		return fmt.Sprintf("the stream of %s is full: new messages are refused until maxAge expiry or a purge frees space: %v", e.Subject, e.Err)
 	}
 	return fmt.Sprintf("stream %s is full (maxBytes %d, holding %d bytes in %d messages): new messages are refused until maxAge expiry or a purge frees space: %v",
 		e.Stream, e.MaxBytes, e.Bytes, e.Msgs, e.Err)
@@ -225,7 +229,7 @@ func isStreamFull(err error) bool {
 		return false
 	}
 	switch apiErr.ErrorCode {
-	case errCodeAccountResources:
+	case errCodeAccountResources, errCodeInsufficientRes:
 		return true
 	case errCodeStoreFailed:
 		// "maximum bytes exceeded", "maximum messages exceeded"; not the
@@ -239,7 +243,9 @@ func isStreamFull(err error) bool {
 // Stalled returns why the publisher is re-sending its current batch: a
 // full stream (a *StreamFullError, errors.Is ErrStreamFull), a timeout, a
 // lost connection. It is nil once a publish succeeded again. A writer shows
-// it in its health while its acknowledgements wait.
+// it in its health while its acknowledgements wait. With several
+// goroutines publishing through one Publisher it reflects the latest
+// attempt of any of them.
 func (p *Publisher) Stalled() error {
 	p.stallMu.Lock()
 	defer p.stallMu.Unlock()
@@ -254,6 +260,8 @@ func (p *Publisher) retrying(ctx context.Context, subject string, err error) err
 	if full {
 		err = p.describeFull(ctx, subject, err)
 		p.m.streamFull.Set(1)
+	} else {
+		p.m.streamFull.Set(0)
 	}
 	p.stallMu.Lock()
 	wasFull := errors.Is(p.stall, ErrStreamFull)
@@ -271,8 +279,10 @@ func (p *Publisher) published() {
 	was := p.stall
 	p.stall = nil
 	p.stallMu.Unlock()
-	if errors.Is(was, ErrStreamFull) {
+	if was != nil {
 		p.m.streamFull.Set(0)
+	}
+	if errors.Is(was, ErrStreamFull) {
 		p.log.Info("stream has room again: publishing resumed")
 	}
 }
@@ -280,7 +290,7 @@ func (p *Publisher) published() {
 // describeFull names the stream that refused a message on subject.
 func (p *Publisher) describeFull(ctx context.Context, subject string, err error) error {
 	e := &StreamFullError{Subject: subject, MaxBytes: -1, Err: err}
-	if isAPIError(err, errCodeAccountResources) {
+	if isAPIError(err, errCodeAccountResources) || isAPIError(err, errCodeInsufficientRes) {
 		return e
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.opts.PublishTimeout)
