@@ -188,7 +188,10 @@ func isAPIError(err error, code jetstream.ErrorCode) bool {
 // ones), or because the server's JetStream storage is exhausted. Nothing
 // was stored; PublishBatch and Commit keep re-sending until space is freed
 // (by MaxAge expiry or a purge) or their context ends, and Stalled reports
-// it meanwhile. The error is a *StreamFullError.
+// it meanwhile. The error is a *StreamFullError. A stream's MaxBytes refuses
+// an atomic batch as a whole; exhausted server storage is checked message
+// by message (nats-server 2.15), so a prefix of the refused batch may be
+// stored, which the re-send completes (deduplicated by id).
 var ErrStreamFull = errors.New("stream is full")
 
 // StreamFullError says which stream is full. errors.Is(err, ErrStreamFull)
