@@ -87,7 +87,8 @@ func (c *Conn) ensureStream(ctx context.Context, want jetstream.StreamConfig) er
 		} else if err != nil {
 			return fmt.Errorf("creating stream %s: %w", want.Name, err)
 		} else {
-			c.log.Info("created stream", "stream", want.Name, "subjects", want.Subjects)
+			c.log.Info("created stream", "stream", want.Name, "subjects", want.Subjects,
+				"max_age", want.MaxAge, "max_bytes", want.MaxBytes, "max_msgs_per_subject", want.MaxMsgsPerSubject)
 			return nil
 		}
 	}
