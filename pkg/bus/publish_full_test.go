@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -73,6 +75,41 @@ func TestExhaustedStorageIsRetriedLikeAFullStream(t *testing.T) {
 	fillPurgeResume(t, e, topo, 120, 1000, true, func(err error) {
 		if msg := err.Error(); !strings.Contains(msg, "JetStream storage is exhausted") {
 			t.Fatalf("reason %q does not say that storage is exhausted", msg)
+		}
+	})
+}
+
+// TestAccountStorageLimitIsRetriedLikeAFullStream: an account at its
+// JetStream storage limit answers 10002 (a 400, which would otherwise be a
+// permanent rejection); the writer pauses and resumes the same way. As with
+// the server's storage, the refused batch may be partly stored.
+func TestAccountStorageLimitIsRetriedLikeAFullStream(t *testing.T) {
+	conf := filepath.Join(t.TempDir(), "accounts.conf")
+	if err := os.WriteFile(conf, []byte(`accounts: { A: { jetstream: { max_file: 1MB, max_mem: 1MB }, users: [ {user: u, password: p} ] } }`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	parsed, err := server.ProcessConfigFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := natstest.Start(t, natstest.Options{Configure: func(o *server.Options) { o.Accounts, o.Users = parsed.Accounts, parsed.Users }})
+	c, err := bus.Connect(context.Background(), bus.ConnectOptions{URL: srv.URL(), User: "u", Password: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	js, _ := jetstreamFor(t, strings.Replace(srv.URL(), "nats://", "nats://u:p@", 1))
+	e := &env{srv: srv, c: c, js: js}
+	topo, err := streams.Default("acct", streams.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.EnsureTopology(context.Background(), topo); err != nil {
+		t.Fatal(err)
+	}
+	fillPurgeResume(t, e, topo, 120, 1000, true, func(err error) {
+		if msg := err.Error(); !strings.Contains(msg, "JetStream storage is exhausted") || !strings.Contains(msg, "10002") {
+			t.Fatalf("reason %q does not say that the account's storage is exhausted", msg)
 		}
 	})
 }
