@@ -189,9 +189,9 @@ func isAPIError(err error, code jetstream.ErrorCode) bool {
 // was stored; PublishBatch and Commit keep re-sending until space is freed
 // (by MaxAge expiry or a purge) or their context ends, and Stalled reports
 // it meanwhile. The error is a *StreamFullError. A stream's MaxBytes refuses
-// an atomic batch as a whole; exhausted server storage is checked message
-// by message (nats-server 2.15), so a prefix of the refused batch may be
-// stored, which the re-send completes (deduplicated by id).
+// an atomic batch as a whole; with exhausted server or account storage,
+// nats-server 2.15 was seen to store a prefix of the refused batch, which
+// the re-send completes (deduplicated by id).
 var ErrStreamFull = errors.New("stream is full")
 
 // StreamFullError says which stream is full. errors.Is(err, ErrStreamFull)

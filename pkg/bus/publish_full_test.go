@@ -68,10 +68,10 @@ func TestExhaustedStorageIsRetriedLikeAFullStream(t *testing.T) {
 	if err := e.c.EnsureTopology(context.Background(), topo); err != nil {
 		t.Fatal(err)
 	}
-	// 1 MiB holds about 900 of these messages. nats-server 2.15 checks its
-	// storage per message, not per atomic batch: the refused batch may be
-	// partly stored. The writer's re-send completes it, each message once
-	// (deduplicated by its id).
+	// 1 MiB holds about 900 of these messages. Out of storage, nats-server
+	// 2.15 may store part of the refused atomic batch (seen: 8 of 10); the
+	// writer's re-send completes it, each message once (deduplicated by
+	// its id).
 	fillPurgeResume(t, e, topo, 120, 1000, true, func(err error) {
 		if msg := err.Error(); !strings.Contains(msg, "JetStream storage is exhausted") {
 			t.Fatalf("reason %q does not say that storage is exhausted", msg)
