@@ -42,6 +42,10 @@ type busPublisher struct{ p *bus.Publisher }
 
 func (b busPublisher) MaxBatch() int { return b.p.MaxBatch() }
 
+// Stalled is why the publisher re-sends its current batch (a full stream,
+// a timeout), or nil; checkStall puts it in the Degraded reason.
+func (b busPublisher) Stalled() error { return b.p.Stalled() }
+
 func (b busPublisher) StageBatch(msgs []bus.Message) (StagedBatch, error) {
 	sb, err := b.p.StageBatch(msgs)
 	if err != nil {

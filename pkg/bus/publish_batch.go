@@ -65,7 +65,6 @@ type batchAckResponse struct {
 // too large, message too large, three "incomplete" answers in a row, ...;
 // nothing was stored); ErrClosed after
 // Close; otherwise ctx's error, with the last attempt's error.
-// PublishBatch is synchronous and independent of Publish's pipeline.
 func (p *Publisher) PublishBatch(ctx context.Context, msgs []Message) (BatchAck, error) {
 	b, err := p.StageBatch(msgs)
 	if err != nil {
@@ -109,7 +108,7 @@ type StagedBatch struct {
 //
 // Errors: ErrInvalidMessage (nothing is sent), ErrClosed after Close.
 func (p *Publisher) StageBatch(msgs []Message) (*StagedBatch, error) {
-	if err := validateBatch(msgs, p.c.MaxBatch()); err != nil {
+	if err := validateBatch(msgs, p.c.MaxBatch(), p.c.nc.MaxPayload()); err != nil {
 		return nil, err
 	}
 	if p.isClosed() {
@@ -232,6 +231,7 @@ func (b *StagedBatch) Commit(ctx context.Context) (BatchAck, error) {
 			ack, err = b.commitOnce(ctx)
 		}
 		if err == nil {
+			p.published()
 			p.m.batchLat.Observe(time.Since(b.started).Seconds())
 			p.m.batches.Inc()
 			p.m.published.Add(float64(len(b.msgs)))
@@ -243,6 +243,7 @@ func (b *StagedBatch) Commit(ctx context.Context) (BatchAck, error) {
 		if !retryablePublishErr(err) {
 			return BatchAck{}, fmt.Errorf("%w: %s: %w", ErrRejected, b.desc, err)
 		}
+		err = p.retrying(ctx, b.msgs[0].Subject, err)
 		if isAPIError(err, errCodeBatchIncomplete) {
 			// A message lost in transit makes a batch incomplete, but so
 			// does one the stream refuses silently (the batch's messages
@@ -276,7 +277,7 @@ func (p *Publisher) publishEach(ctx context.Context, msgs []Message, desc string
 		for attempt := 1; ; attempt++ {
 			actx, cancel := context.WithTimeout(ctx, p.opts.PublishTimeout)
 			start := time.Now()
-			ack, err := p.js.PublishMsg(actx, msgs[i].natsMsg())
+			ack, err := p.c.js.PublishMsg(actx, msgs[i].natsMsg())
 			cancel()
 			if err == nil {
 				p.m.latency.Observe(time.Since(start).Seconds())
@@ -291,6 +292,7 @@ func (p *Publisher) publishEach(ctx context.Context, msgs []Message, desc string
 			if !retryablePublishErr(err) {
 				return BatchAck{}, fmt.Errorf("%w: %s: message %s after a duplicate answer: %w", ErrRejected, desc, msgs[i].ID, err)
 			}
+			err = p.retrying(ctx, msgs[i].Subject, err)
 			if ctx.Err() != nil {
 				return BatchAck{}, fmt.Errorf("publishing %s one by one after a duplicate answer: message %s: %w (last attempt: %v)", desc, msgs[i].ID, ctx.Err(), err)
 			}
@@ -300,6 +302,7 @@ func (p *Publisher) publishEach(ctx context.Context, msgs []Message, desc string
 			}
 		}
 	}
+	p.published()
 	if dups < len(msgs) {
 		p.log.Warn("atomic batch was partly stored before; stored the rest message by message",
 			"batch", desc, "stored_before", dups, "stored_now", len(msgs)-dups)
@@ -309,7 +312,7 @@ func (p *Publisher) publishEach(ctx context.Context, msgs []Message, desc string
 	return BatchAck{Stream: last.Stream, Sequence: last.Sequence, Count: len(msgs), Duplicate: dups == len(msgs)}, nil
 }
 
-func validateBatch(msgs []Message, maxBatch int) error {
+func validateBatch(msgs []Message, maxBatch int, maxPayload int64) error {
 	if len(msgs) == 0 || len(msgs) > maxBatch {
 		return fmt.Errorf("%w: atomic batch of %d messages: must hold 1 to %d (the bus's maxBatch)", ErrInvalidMessage, len(msgs), maxBatch)
 	}
@@ -318,6 +321,10 @@ func validateBatch(msgs []Message, maxBatch int) error {
 	for i := range msgs {
 		if err := msgs[i].validate(); err != nil {
 			errs = append(errs, fmt.Errorf("message %d: %w", i, err))
+			continue
+		}
+		if n := msgs[i].size(); maxPayload > 0 && int64(n) > maxPayload {
+			errs = append(errs, fmt.Errorf("%w: message %d (id %q): about %d bytes exceed the server's max payload %d", ErrInvalidMessage, i, msgs[i].ID, n, maxPayload))
 			continue
 		}
 		if j, ok := seen[msgs[i].ID]; ok {
