@@ -1,32 +1,40 @@
 package streams
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
 	"time"
 )
 
-// Retention says when a stream removes messages.
-type Retention string
+// ErrInvalidOptions is wrapped by Default's errors: a prefix or an option
+// it cannot build a topology from.
+var ErrInvalidOptions = errors.New("invalid topology options")
 
-// Retention policies.
-const (
-	// Limits keeps messages until a limit (age, bytes, count) removes them.
-	Limits Retention = "limits"
-	// WorkQueue removes a message once it is acknowledged.
-	WorkQueue Retention = "workqueue"
-)
+// Limits bound the history a stream keeps. Zero means unlimited.
+type Limits struct {
+	// MaxAge removes every message older than this, read or not (0: keep
+	// forever). A consumer that falls further behind, or a query rebuilt
+	// from history, misses what expired.
+	MaxAge time.Duration
+	// MaxBytes bounds the stream's size (0: only the server's own storage
+	// limit). A full stream refuses new messages (discard new): writers
+	// pause and re-send until MaxAge expiry or an operator's purge frees
+	// space. Nothing stored is ever removed to make room.
+	MaxBytes int64
+	// MaxMsgsPerSubject keeps only the newest N messages of every subject
+	// (0: all). On the changes stream a subject is one row, so this is
+	// the history kept per row.
+	MaxMsgsPerSubject int64
+}
 
-// Stream declares one JetStream stream.
+// Stream declares one JetStream stream. Every stream uses limits retention:
+// messages leave it only through its Limits, never because they were read.
 type Stream struct {
 	Name     string
 	Subjects []string
-	// Retention and the limits below; zero means unlimited.
-	Retention         Retention
-	MaxAge            time.Duration
-	MaxBytes          int64
-	MaxMsgsPerSubject int64
+	Limits
 	// Duplicates is the deduplication window for Nats-Msg-Id.
 	Duplicates time.Duration
 	// AllowAtomicPublish lets producers publish all-or-nothing batches.
@@ -76,36 +84,58 @@ type Topology struct {
 type Options struct {
 	// Replicas for every stream and bucket: 1 (default) or 3/5 on a cluster.
 	Replicas int
-	// ChangesMaxMsgsPerSubject keeps only the latest N versions of every
-	// row in the changes stream (0: keep all history). With 1 the stream
-	// doubles as the tables' current state, but a consumer that lags behind
-	// sees only the latest version of each row.
-	ChangesMaxMsgsPerSubject int64
-	// ChangesMaxAge and ResultsMaxAge bound history (0: unlimited).
-	ChangesMaxAge time.Duration
-	ResultsMaxAge time.Duration
+	// Changes, Results and DeadLetters bound the history of the three
+	// streams (zero: unlimited). Changes.MaxMsgsPerSubject 1 makes the
+	// changes stream the tables' latest state, but a consumer that lags
+	// behind then sees only the latest version of each row.
+	Changes     Limits
+	Results     Limits
+	DeadLetters Limits
 	// LeaseTTL is how long a lease lives without renewal. Default 10s.
 	LeaseTTL time.Duration
+}
+
+func (l Limits) validate(stream string) []error {
+	var errs []error
+	if l.MaxAge < 0 {
+		errs = append(errs, fmt.Errorf("%s stream: max age %s is negative (0 keeps messages forever)", stream, l.MaxAge))
+	}
+	if l.MaxBytes < 0 {
+		errs = append(errs, fmt.Errorf("%s stream: max bytes %d is negative (0 is unlimited)", stream, l.MaxBytes))
+	}
+	if l.MaxMsgsPerSubject < 0 {
+		errs = append(errs, fmt.Errorf("%s stream: max messages per subject %d is negative (0 keeps all)", stream, l.MaxMsgsPerSubject))
+	}
+	return errs
 }
 
 var prefixRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
 // Default returns the topology for a subject prefix (e.g. "tributary").
+// Every problem with the prefix or o is reported at once, wrapping
+// ErrInvalidOptions.
 func Default(prefix string, o Options) (Topology, error) {
+	var errs []error
 	if !prefixRE.MatchString(prefix) {
-		return Topology{}, fmt.Errorf("subject prefix %q: use letters, digits, '-' and '_' only", prefix)
+		errs = append(errs, fmt.Errorf("subject prefix %q: use letters, digits, '-' and '_' only", prefix))
 	}
 	if o.Replicas == 0 {
 		o.Replicas = 1
 	}
 	if o.Replicas != 1 && o.Replicas != 3 && o.Replicas != 5 {
-		return Topology{}, fmt.Errorf("replicas %d: use 1, 3 or 5", o.Replicas)
+		errs = append(errs, fmt.Errorf("replicas %d: use 1, 3 or 5", o.Replicas))
 	}
 	if o.LeaseTTL == 0 {
 		o.LeaseTTL = 10 * time.Second
 	}
 	if o.LeaseTTL < time.Second {
-		return Topology{}, fmt.Errorf("lease TTL %s: at least 1s", o.LeaseTTL)
+		errs = append(errs, fmt.Errorf("lease TTL %s: at least 1s", o.LeaseTTL))
+	}
+	errs = append(errs, o.Changes.validate("changes")...)
+	errs = append(errs, o.Results.validate("results")...)
+	errs = append(errs, o.DeadLetters.validate("dead-letter")...)
+	if len(errs) > 0 {
+		return Topology{}, fmt.Errorf("%w: %w", ErrInvalidOptions, errors.Join(errs...))
 	}
 	up := strings.ToUpper(strings.ReplaceAll(prefix, "-", "_"))
 	return Topology{
@@ -113,9 +143,7 @@ func Default(prefix string, o Options) (Topology, error) {
 		Changes: Stream{
 			Name:               up + "_CHANGES",
 			Subjects:           []string{prefix + ".changes.>"},
-			Retention:          Limits,
-			MaxAge:             o.ChangesMaxAge,
-			MaxMsgsPerSubject:  o.ChangesMaxMsgsPerSubject,
+			Limits:             o.Changes,
 			Duplicates:         2 * time.Minute,
 			AllowAtomicPublish: true,
 			AllowDirect:        true,
@@ -125,8 +153,7 @@ func Default(prefix string, o Options) (Topology, error) {
 		Results: Stream{
 			Name:               up + "_RESULTS",
 			Subjects:           []string{prefix + ".results.>"},
-			Retention:          Limits,
-			MaxAge:             o.ResultsMaxAge,
+			Limits:             o.Results,
 			Duplicates:         2 * time.Minute,
 			AllowAtomicPublish: true,
 			AllowDirect:        true,
@@ -136,7 +163,7 @@ func Default(prefix string, o Options) (Topology, error) {
 		DeadLetters: Stream{
 			Name:        up + "_DLQ",
 			Subjects:    []string{prefix + ".dlq.>"},
-			Retention:   Limits,
+			Limits:      o.DeadLetters,
 			Duplicates:  2 * time.Minute,
 			AllowDirect: true,
 			Replicas:    o.Replicas,

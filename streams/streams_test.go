@@ -1,6 +1,7 @@
 package streams
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -60,9 +61,31 @@ func TestDefaultRejectsBadOptions(t *testing.T) {
 		{"", Options{}, "subject prefix"},
 		{"ok", Options{Replicas: 2}, "replicas 2"},
 		{"ok", Options{LeaseTTL: 500 * time.Millisecond}, "lease TTL"},
+		{"ok", Options{Changes: Limits{MaxAge: -time.Second}}, "changes stream: max age -1s"},
+		{"ok", Options{Results: Limits{MaxBytes: -1}}, "results stream: max bytes -1"},
+		{"ok", Options{DeadLetters: Limits{MaxMsgsPerSubject: -2}}, "dead-letter stream: max messages per subject -2"},
 	} {
-		if _, err := Default(c.prefix, c.o); err == nil || !strings.Contains(err.Error(), c.want) {
+		if _, err := Default(c.prefix, c.o); !errors.Is(err, ErrInvalidOptions) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("Default(%q, %+v) = %v, want an error about %s", c.prefix, c.o, err, c.want)
 		}
+	}
+}
+
+func TestDefaultReportsEveryProblemAndPassesLimits(t *testing.T) {
+	_, err := Default("a.b", Options{Replicas: 2, Changes: Limits{MaxBytes: -1}, Results: Limits{MaxAge: -1}})
+	for _, want := range []string{"subject prefix", "replicas 2", "changes stream: max bytes", "results stream: max age"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v does not name %q", err, want)
+		}
+	}
+	ch := Limits{MaxAge: time.Hour, MaxBytes: 1 << 30, MaxMsgsPerSubject: 3}
+	res := Limits{MaxAge: 2 * time.Hour, MaxBytes: 1 << 20}
+	dlq := Limits{MaxAge: 3 * time.Hour, MaxBytes: 1 << 25}
+	top, err := Default("x", Options{Changes: ch, Results: res, DeadLetters: dlq})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if top.Changes.Limits != ch || top.Results.Limits != res || top.DeadLetters.Limits != dlq {
+		t.Fatalf("limits not passed through: %+v %+v %+v", top.Changes.Limits, top.Results.Limits, top.DeadLetters.Limits)
 	}
 }

@@ -203,7 +203,7 @@ func (p *process) start(ctx context.Context) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	p.fatal = make(chan error, 1)
 
-	topo, err := streams.Default(cfg.NATS.SubjectPrefix, streams.Options{Replicas: cfg.NATS.Replicas, LeaseTTL: cfg.NATS.LeaseTTL.D()})
+	topo, err := streams.Default(cfg.NATS.SubjectPrefix, cfg.NATS.StreamsOptions())
 	if err != nil {
 		return fmt.Errorf("topology: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/tributary/tributary/pkg/bus"
+	"github.com/tributary/tributary/streams"
 )
 
 // Config is the whole file. Each binary uses its own part: source-pg the
@@ -89,6 +90,54 @@ type NATSConfig struct {
 	// 5000 with the embedded server, 1000 (nats-server's default) with
 	// remote ones; 1..100000. See EffectiveMaxBatch.
 	MaxBatch int `yaml:"maxBatch"`
+	// Retention bounds the history of the changes, results and dead-letter
+	// streams. Every limit defaults to 0: unlimited.
+	Retention RetentionConfig `yaml:"retention"`
+}
+
+// RetentionConfig is nats.retention: how much history each stream keeps.
+// Changing a limit later updates the existing stream at the next start.
+type RetentionConfig struct {
+	Changes     ChangesRetention `yaml:"changes"`
+	Results     StreamRetention  `yaml:"results"`
+	DeadLetters StreamRetention  `yaml:"deadLetters"`
+}
+
+// StreamRetention bounds one stream's history.
+type StreamRetention struct {
+	// MaxAge removes messages older than this, read or not. 0 (default):
+	// keep forever; otherwise at least 1m.
+	MaxAge Duration `yaml:"maxAge"`
+	// MaxBytes caps the stream's size. When the stream is full it refuses
+	// new messages: writers pause (Degraded) and resume once MaxAge expiry
+	// or a purge frees space; nothing stored is dropped to make room.
+	// 0 (default): only the server's storage limit; otherwise at least 1MiB.
+	MaxBytes ByteSize `yaml:"maxBytes"`
+}
+
+// ChangesRetention bounds the changes stream's history.
+type ChangesRetention struct {
+	MaxAge   Duration `yaml:"maxAge"`
+	MaxBytes ByteSize `yaml:"maxBytes"`
+	// MaxMsgsPerSubject keeps the newest N versions of every row (a subject
+	// is one row). 0 (default): every version.
+	MaxMsgsPerSubject int `yaml:"maxMsgsPerSubject"`
+}
+
+// StreamsOptions returns the topology options this section declares.
+func (n *NATSConfig) StreamsOptions() streams.Options {
+	r := n.Retention
+	return streams.Options{
+		Replicas: n.Replicas,
+		LeaseTTL: n.LeaseTTL.D(),
+		Changes: streams.Limits{
+			MaxAge:            r.Changes.MaxAge.D(),
+			MaxBytes:          int64(r.Changes.MaxBytes),
+			MaxMsgsPerSubject: int64(r.Changes.MaxMsgsPerSubject),
+		},
+		Results:     streams.Limits{MaxAge: r.Results.MaxAge.D(), MaxBytes: int64(r.Results.MaxBytes)},
+		DeadLetters: streams.Limits{MaxAge: r.DeadLetters.MaxAge.D(), MaxBytes: int64(r.DeadLetters.MaxBytes)},
+	}
 }
 
 // EffectiveMaxBatch is MaxBatch, or its default for the URL when unset. It

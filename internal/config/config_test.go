@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tributary/tributary/streams"
 )
 
 // env returns a lookup function over a fixed map.
@@ -322,6 +324,15 @@ func TestProblems(t *testing.T) {
 		{"nats tls cert without key", "nats: {url: 'tls://h', tls: {cert: c}}\n", "nats.tls", "cert and key must be given together"},
 		{"nats reconnect cap", "nats: {reconnectWait: 5s, maxReconnectWait: 1s}\n", "nats.maxReconnectWait", "less than reconnectWait"},
 		{"nats negative", "nats: {connectTimeout: -1s}\n", "nats.connectTimeout", "positive"},
+		{"retention bad size", "nats: {retention: {changes: {maxBytes: 10 gigs}}}\n", "nats.retention.changes.maxBytes", `invalid size "10 gigs"`},
+		{"retention size not scalar", "nats: {retention: {results: {maxBytes: [1]}}}\n", "nats.retention.results.maxBytes", "want a size such as 512MiB"},
+		{"retention unknown stream", "nats: {retention: {change: {}}}\n", "nats.retention.change", `unknown key "change"`},
+		{"retention per subject on results", "nats: {retention: {results: {maxMsgsPerSubject: 1}}}\n", "nats.retention.results.maxMsgsPerSubject", "unknown key"},
+		{"retention tiny age", "nats: {retention: {changes: {maxAge: 10s}}}\n", "nats.retention.changes.maxAge", "at least 1m0s, got 10s"},
+		{"retention negative age", "nats: {retention: {deadLetters: {maxAge: -1h}}}\n", "nats.retention.deadLetters.maxAge", "at least 1m0s"},
+		{"retention tiny bytes", "nats: {retention: {results: {maxBytes: 1KiB}}}\n", "nats.retention.results.maxBytes", "at least 1MiB, got 1024 bytes"},
+		{"retention negative bytes", "nats: {retention: {deadLetters: {maxBytes: -5}}}\n", "nats.retention.deadLetters.maxBytes", "at least 1MiB"},
+		{"retention negative per subject", "nats: {retention: {changes: {maxMsgsPerSubject: -1}}}\n", "nats.retention.changes.maxMsgsPerSubject", "must be 0"},
 		// sources.
 		{"source kind missing", "sources:\n  - {id: s}\n", "sources[0].kind", "required (one of postgres)"},
 		{"source kind unknown", "sources:\n  - {kind: mysql, id: s, host: h}\n", "sources[0].kind", `unknown source kind "mysql"`},
@@ -674,6 +685,73 @@ func TestNATSListen(t *testing.T) {
 		_, err := Parse([]byte(doc), func(string) (string, bool) { return "", false })
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: want %q, got %v", doc, want, err)
+		}
+	}
+}
+
+func TestRetention(t *testing.T) {
+	c := mustParse(t, `nats:
+  retention:
+    changes: {maxAge: 720h, maxBytes: 50GiB, maxMsgsPerSubject: 3}
+    results: {maxAge: 168h, maxBytes: "2.5 GB"}
+    deadLetters: {maxBytes: 1048576}
+`, nil)
+	o := c.NATS.StreamsOptions()
+	if o.Changes.MaxAge != 720*time.Hour || o.Changes.MaxBytes != 50<<30 || o.Changes.MaxMsgsPerSubject != 3 {
+		t.Errorf("changes = %+v", o.Changes)
+	}
+	if o.Results.MaxAge != 168*time.Hour || o.Results.MaxBytes != 2_500_000_000 || o.Results.MaxMsgsPerSubject != 0 {
+		t.Errorf("results = %+v", o.Results)
+	}
+	if o.DeadLetters.MaxAge != 0 || o.DeadLetters.MaxBytes != 1<<20 {
+		t.Errorf("dead letters = %+v", o.DeadLetters)
+	}
+	if o.Replicas != 1 || o.LeaseTTL != 10*time.Second {
+		t.Errorf("replicas %d lease TTL %s", o.Replicas, o.LeaseTTL)
+	}
+	if s := c.String(); !strings.Contains(s, "maxBytes: 50GiB") || !strings.Contains(s, "maxBytes: 1MiB") {
+		t.Errorf("String() does not render the sizes:\n%s", s)
+	}
+	// Unset: every stream unlimited.
+	if o := mustParse(t, "nats: {}\n", nil).NATS.StreamsOptions(); o.Changes != (streams.Limits{}) || o.Results != (streams.Limits{}) || o.DeadLetters != (streams.Limits{}) {
+		t.Errorf("default limits = %+v", o)
+	}
+	// Every problem of the section at once, each with its key.
+	_, err := Parse([]byte(`nats:
+  retention:
+    changes: {maxAge: 1s, maxBytes: 10}
+    results: {maxBytes: 2XB}
+    deadLetters: {maxAge: 30s}
+`), env(nil))
+	var paths []string
+	for _, p := range problemsOf(t, err) {
+		paths = append(paths, p.Path)
+	}
+	want := []string{"nats.retention.changes.maxAge", "nats.retention.changes.maxBytes", "nats.retention.results.maxBytes", "nats.retention.deadLetters.maxAge"}
+	if !reflect.DeepEqual(paths, want) {
+		t.Errorf("problems at %v, want %v:\n%v", paths, want, err)
+	}
+}
+
+func TestByteSize(t *testing.T) {
+	for in, want := range map[string]int64{
+		"0": 0, "1048576": 1 << 20, "512MiB": 512 << 20, "512mib": 512 << 20, "10GB": 10e9, "1.5 GiB": 3 << 29,
+		"2KiB": 2048, "7B": 7, "1TiB": 1 << 40, "3kb": 3000,
+	} {
+		var b ByteSize
+		if err := b.UnmarshalText([]byte(in)); err != nil || int64(b) != want {
+			t.Errorf("%q = %d, %v; want %d", in, b, err, want)
+		}
+	}
+	for _, in := range []string{"", "MiB", "ten MB", "1e3MB", "1.5", "5 XB", "0x10", "9999999TiB", "NaNGB", "infGB"} {
+		var b ByteSize
+		if err := b.UnmarshalText([]byte(in)); err == nil {
+			t.Errorf("%q accepted as %d", in, b)
+		}
+	}
+	for b, want := range map[ByteSize]string{0: "0B", 1 << 20: "1MiB", 3 << 29: "1536MiB", 1000: "1000B", 50 << 30: "50GiB"} {
+		if got := b.String(); got != want {
+			t.Errorf("String(%d) = %q, want %q", int64(b), got, want)
 		}
 	}
 }

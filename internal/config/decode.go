@@ -16,7 +16,10 @@ const mergeKey = "<<"
 // blow up into an exponential amount of decoding.
 const maxDecodeSteps = 200_000
 
-var durationType = reflect.TypeFor[Duration]()
+var (
+	durationType = reflect.TypeFor[Duration]()
+	byteSizeType = reflect.TypeFor[ByteSize]()
+)
 
 type position struct{ line, col int }
 
@@ -146,6 +149,19 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			return
 		}
 		v.Set(reflect.ValueOf(dur))
+		return
+	}
+	if t == byteSizeType {
+		if n.Kind != yaml.ScalarNode {
+			d.fail(path, n, "want a size such as 512MiB, got %s", describe(n))
+			return
+		}
+		size, err := parseByteSize(n.Value)
+		if err != nil {
+			d.fail(path, n, "%v", err)
+			return
+		}
+		v.Set(reflect.ValueOf(size))
 		return
 	}
 	switch t.Kind() {

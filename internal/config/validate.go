@@ -236,6 +236,31 @@ func (n *NATSConfig) validate(ps *problems, path string) {
 	if n.ReconnectWait > 0 && n.MaxReconnectWait > 0 && n.MaxReconnectWait < n.ReconnectWait {
 		ps.add(join(path, "maxReconnectWait"), "%s is less than reconnectWait (%s)", n.MaxReconnectWait, n.ReconnectWait)
 	}
+	rp := join(path, "retention")
+	ch := n.Retention.Changes
+	checkRetention(ps, join(rp, "changes"), ch.MaxAge, ch.MaxBytes)
+	if ch.MaxMsgsPerSubject < 0 {
+		ps.add(join(join(rp, "changes"), "maxMsgsPerSubject"), "must be 0 (every version) or positive, got %d", ch.MaxMsgsPerSubject)
+	}
+	checkRetention(ps, join(rp, "results"), n.Retention.Results.MaxAge, n.Retention.Results.MaxBytes)
+	checkRetention(ps, join(rp, "deadLetters"), n.Retention.DeadLetters.MaxAge, n.Retention.DeadLetters.MaxBytes)
+}
+
+// Smallest stream limits accepted: a shorter max age would also shrink the
+// deduplication window (2m) that makes re-sends safe, and a smaller stream
+// would not hold one atomic batch.
+const (
+	minRetentionAge   = time.Minute
+	minRetentionBytes = 1 << 20
+)
+
+func checkRetention(ps *problems, path string, maxAge Duration, maxBytes ByteSize) {
+	if maxAge != 0 && maxAge.D() < minRetentionAge {
+		ps.add(join(path, "maxAge"), "must be 0 (keep forever) or at least %s, got %s", minRetentionAge, maxAge)
+	}
+	if maxBytes != 0 && maxBytes < minRetentionBytes {
+		ps.add(join(path, "maxBytes"), "must be 0 (no limit) or at least 1MiB, got %d bytes", int64(maxBytes))
+	}
 }
 
 // normTable strips the default schema so "public.orders" equals "orders".

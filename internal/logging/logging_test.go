@@ -129,3 +129,52 @@ func FuzzRedactURL(f *testing.F) {
 		_ = RedactURL(s) // must not panic
 	})
 }
+
+// A NATS server list (as bus.ConnectOptions.URL takes it) with credentials
+// in every form nats.go accepts: user:password, a token, with or without a
+// scheme (nats.go assumes nats://), spaces after the commas.
+func TestRedactURLNATSServerList(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"nats://alice:pw1@n1:4222,nats://alice:pw1@n2:4222,nats://alice:pw1@n3:4222",
+			"nats://alice:REDACTED@n1:4222,nats://alice:REDACTED@n2:4222,nats://alice:REDACTED@n3:4222"},
+		{"nats://alice:pw1@n1:4222, nats://alice:pw1@n2:4222", "nats://alice:REDACTED@n1:4222, nats://alice:REDACTED@n2:4222"},
+		{"tls://bob:pw1@n1:4222,nats://pw1@n2:4222,n3:4222", "tls://bob:REDACTED@n1:4222,nats://REDACTED@n2:4222,n3:4222"},
+		{"alice:pw1@n1:4222,alice:pw1@n2:4222", "alice:REDACTED@n1:4222,alice:REDACTED@n2:4222"},
+		{"nats://n1:4222,pw1@n2:4222", "nats://n1:4222,REDACTED@n2:4222"},
+		{"alice:pw1@n1", "alice:REDACTED@n1"},
+		{"n1:4222,n2:4222", "n1:4222,n2:4222"},
+		{"nats://n1:4222,nats://n2:4222", "nats://n1:4222,nats://n2:4222"},
+	}
+	for _, tt := range tests {
+		got := RedactURL(tt.in)
+		if got != tt.want {
+			t.Errorf("RedactURL(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+		if strings.Contains(got, "pw1") {
+			t.Errorf("RedactURL(%q) = %q still holds the secret", tt.in, got)
+		}
+	}
+}
+
+// Whatever the password, it never survives in a NATS server list, with or
+// without schemes.
+func FuzzRedactURLServerListHidesPassword(f *testing.F) {
+	f.Add("s3cretpw", "n1:4222")
+	f.Add("Zz9zz9", "10.0.0.1")
+	f.Fuzz(func(t *testing.T, pw, host string) {
+		if len(pw) < 6 || strings.Trim(pw, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") != "" ||
+			host == "" || strings.Trim(host, "abcdefghijklmnopqrstuvwxyz0123456789.:") != "" ||
+			strings.Contains(host, pw) || strings.Contains(Redacted, pw) {
+			return // not a password and host this property is about
+		}
+		for _, in := range []string{
+			"nats://alice:" + pw + "@" + host + ",nats://alice:" + pw + "@" + host,
+			"alice:" + pw + "@" + host + ", tls://" + pw + "@" + host,
+			pw + "@" + host + "," + host,
+		} {
+			if got := RedactURL(in); strings.Contains(got, pw) {
+				t.Fatalf("RedactURL(%q) = %q still holds the password", in, got)
+			}
+		}
+	})
+}

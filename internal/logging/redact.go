@@ -15,7 +15,9 @@ const Redacted = "REDACTED"
 //     password of the user info; for nats:// and tls:// a user without a
 //     password is a token and is replaced too; query parameters whose name
 //     contains "password", "token" or "secret" (sslpassword, auth_token, ...).
-//   - comma-separated lists of URLs (a NATS server list).
+//   - comma-separated lists of URLs (a NATS server list), where a server may
+//     lack its scheme as nats.go allows ("user:pass@host:4222" is taken as
+//     nats://), with spaces after the commas kept.
 //   - key=value connection strings (libpq style, values optionally in single
 //     quotes with backslash escapes): the values of the same keys.
 //
@@ -25,7 +27,7 @@ func RedactURL(s string) string {
 	if s == "" {
 		return s
 	}
-	if strings.Contains(s, "://") {
+	if strings.Contains(s, "://") || isSchemelessServerList(s) {
 		parts := strings.Split(s, ",")
 		for i, p := range parts {
 			parts[i] = redactOneURL(p)
@@ -42,9 +44,23 @@ func isSecretKey(k string) bool {
 		strings.Contains(k, "secret") || k == "pass" || k == "pwd"
 }
 
+// isSchemelessServerList reports whether s is a server or a list of servers
+// without scheme that carries user info ("user:pass@host:4222,..."): it has
+// an "@" but none of the "=" and spaces of a key=value string.
+func isSchemelessServerList(s string) bool {
+	return strings.Contains(s, "@") && !strings.ContainsAny(s, "= \t\n\r\f\v")
+}
+
 func redactOneURL(raw string) string {
 	lead := raw[:len(raw)-len(strings.TrimLeft(raw, " \t"))]
 	trimmed := strings.TrimSpace(raw)
+	if trimmed != "" && !strings.Contains(trimmed, "://") {
+		// A server without its scheme, which nats.go takes as nats://
+		// (url.Parse alone would read "user:pass@host" as scheme "user"):
+		// redact it as such, then drop the scheme again.
+		const assumed = "nats://"
+		return lead + strings.TrimPrefix(redactOneURL(assumed+trimmed), assumed)
+	}
 	u, err := url.Parse(trimmed)
 	if err != nil || u.Scheme == "" {
 		return lead + redactUnparsable(trimmed)

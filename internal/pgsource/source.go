@@ -10,8 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cenkalti/backoff/v5"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tributary/tributary/internal/retry"
 	"github.com/tributary/tributary/pkg/bus"
 	"github.com/tributary/tributary/pkg/change"
 	"github.com/tributary/tributary/streams"
@@ -50,6 +50,10 @@ type busPublisher struct {
 }
 
 func (b busPublisher) MaxBatch() int { return b.p.MaxBatch() }
+
+// Stalled is why the publisher re-sends its current batch (a full stream,
+// a timeout), or nil; checkStall puts it in the Degraded reason.
+func (b busPublisher) Stalled() error { return b.p.Stalled() }
 
 func (b busPublisher) StageBatch(msgs []bus.Message) (StagedBatch, error) {
 	sb, err := b.p.StageBatch(msgs, b.opts...)
@@ -266,9 +270,7 @@ func (s *Source) Run(ctx context.Context) error {
 	}
 	defer s.running.Store(false)
 
-	bo := backoff.NewExponentialBackOff()
-	bo.InitialInterval = s.cfg.Backoff.Initial
-	bo.MaxInterval = s.cfg.Backoff.Max
+	bo := retry.NewBackOff(s.cfg.Backoff.Initial, s.cfg.Backoff.Max)
 	var failingSince time.Time
 	s.setStatus(StateStarting, "", nil)
 	for {

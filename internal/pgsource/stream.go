@@ -314,6 +314,7 @@ type stream struct {
 	lastBeat   time.Time
 	lastRecv   time.Time
 	stalled    bool
+	stallCause string
 }
 
 // idleTimeout is how long a replication connection may stay silent while
@@ -505,11 +506,17 @@ func (st *stream) checkStall() {
 		limit = time.Second
 	}
 	age := st.queue.oldestAge()
+	cause := "" // why the publisher re-sends, e.g. "stream X is full (maxBytes N): ..."
+	if p, ok := st.s.pub.(interface{ Stalled() error }); ok && age > limit {
+		if err := p.Stalled(); err != nil {
+			cause = err.Error() + "; "
+		}
+	}
 	switch {
-	case age > limit && !st.stalled:
-		st.stalled = true
-		st.s.setStatus(StateDegraded, fmt.Sprintf("waiting %s for JetStream to acknowledge %d changes; reading paused at %d in flight",
-			age.Round(time.Millisecond), st.queue.unackedMsgs, st.s.cfg.MaxInFlight), nil)
+	case age > limit && (!st.stalled || cause != st.stallCause):
+		st.stalled, st.stallCause = true, cause
+		st.s.setStatus(StateDegraded, fmt.Sprintf("%swaiting %s for JetStream to acknowledge %d changes; reading paused at %d in flight",
+			cause, age.Round(time.Millisecond), st.queue.unackedMsgs, st.s.cfg.MaxInFlight), nil)
 	case age <= limit && st.stalled:
 		st.stalled = false
 		st.s.setStatus(StateStreaming, "", nil)

@@ -16,6 +16,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tributary/tributary/internal/logging"
+	"github.com/tributary/tributary/internal/retry"
 )
 
 // Embedded is the URL that selects an in-process nats-server with JetStream.
@@ -249,9 +251,7 @@ func Connect(ctx context.Context, opts ConnectOptions) (_ *Conn, err error) {
 
 	cctx, cancel := context.WithTimeout(ctx, opts.ConnectTimeout)
 	defer cancel()
-	bo := backoff.NewExponentialBackOff()
-	bo.InitialInterval = opts.ReconnectWait
-	bo.MaxInterval = opts.MaxReconnectWait
+	bo := retry.NewBackOff(opts.ReconnectWait, opts.MaxReconnectWait)
 	attempt := 0
 	nc, err := backoff.Retry(cctx, func() (*nats.Conn, error) {
 		attempt++
@@ -287,29 +287,12 @@ func (c *Conn) describe() string {
 	if c.opts.URL == Embedded {
 		return "embedded server (" + c.opts.StoreDir + ")"
 	}
-	return redactURLs(c.opts.URL)
-}
-
-// redactURLs removes user info from comma-separated URLs.
-func redactURLs(s string) string {
-	parts := strings.Split(s, ",")
-	for i, p := range parts {
-		p = strings.TrimSpace(p)
-		if at := strings.LastIndex(p, "@"); at >= 0 {
-			if sch := strings.Index(p, "://"); sch >= 0 && sch < at {
-				p = p[:sch+3] + "REDACTED@" + p[at+1:]
-			}
-		}
-		parts[i] = p
-	}
-	return strings.Join(parts, ",")
+	return logging.RedactURL(c.opts.URL)
 }
 
 func (c *Conn) clientOptions() ([]nats.Option, error) {
 	o := c.opts
-	bo := backoff.NewExponentialBackOff()
-	bo.InitialInterval = o.ReconnectWait
-	bo.MaxInterval = o.MaxReconnectWait
+	bo := retry.NewBackOff(o.ReconnectWait, o.MaxReconnectWait)
 	var boMu sync.Mutex
 	opts := []nats.Option{
 		nats.Name(o.Name),
@@ -341,7 +324,7 @@ func (c *Conn) clientOptions() ([]nats.Option, error) {
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			c.setConnected(true)
 			c.metrics.reconnects.Inc()
-			c.log.Info("reconnected to NATS", "server", redactURLs(nc.ConnectedUrlRedacted()))
+			c.log.Info("reconnected to NATS", "server", logging.RedactURL(nc.ConnectedUrlRedacted()))
 			c.notify(Status{State: StatusReconnected})
 		}),
 		nats.ClosedHandler(func(_ *nats.Conn) {

@@ -49,34 +49,6 @@ func TestConnectEmbeddedAppliesTopologyIdempotently(t *testing.T) {
 	}
 }
 
-func TestEnsureTopologyReportsConflict(t *testing.T) {
-	ctx := context.Background()
-	srv := natstest.Start(t)
-	c, err := bus.Connect(ctx, bus.ConnectOptions{URL: srv.URL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(ctx)
-	topo, _ := streams.Default("trib", streams.Options{})
-	if err := c.EnsureTopology(ctx, topo); err != nil {
-		t.Fatal(err)
-	}
-	other, _ := streams.Default("trib", streams.Options{ChangesMaxMsgsPerSubject: 1})
-	err = c.EnsureTopology(ctx, other)
-	if !errors.Is(err, bus.ErrTopologyConflict) {
-		t.Fatalf("want ErrTopologyConflict, got %v", err)
-	}
-	// The existing stream is untouched.
-	js, _ := jetstreamFor(t, srv.URL())
-	info, err := js.Stream(ctx, topo.Changes.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := info.CachedInfo().Config.MaxMsgsPerSubject; got != -1 {
-		t.Fatalf("conflicting stream was changed: max msgs per subject %d", got)
-	}
-}
-
 func TestReconnectIsCountedAndReported(t *testing.T) {
 	ctx := context.Background()
 	srv := natstest.Start(t)

@@ -18,9 +18,6 @@ var (
 	// id, wildcard subject, reserved header, duplicate id in a batch, batch
 	// size outside 1..Conn.MaxBatch, payload above the server's limit).
 	ErrInvalidMessage = errors.New("invalid message")
-	// ErrPositionOrder: Publisher.Publish was given a position that is not
-	// greater than the previous one.
-	ErrPositionOrder = errors.New("publish positions must be strictly increasing")
 	// ErrRejected: the server refused a publish for a reason that re-sending
 	// cannot fix (atomic publish disabled on the stream, batch too large,
 	// message too large, unsupported header, ...). Nothing was stored.
@@ -33,9 +30,6 @@ var (
 	ErrFenced = errors.New("fenced out by a newer writer")
 	// ErrClosed: the Publisher or Consumer was closed (or its connection).
 	ErrClosed = errors.New("closed")
-	// ErrPublisherFailed: the Publisher stopped after a permanent error; it
-	// accepts nothing more. Err() returns the cause.
-	ErrPublisherFailed = errors.New("publisher failed")
 )
 
 // permanentError marks an error that retrying cannot fix.

@@ -11,6 +11,7 @@ import (
 	"github.com/cenkalti/backoff/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/tributary/tributary/internal/retry"
 )
 
 // Sentinel errors of the key-value API.
@@ -415,9 +416,7 @@ func (k *KV) runWatch(ctx context.Context, w *Watcher, pattern string, fromRevis
 		close(w.done)
 	}()
 
-	bo := backoff.NewExponentialBackOff()
-	bo.InitialInterval = 100 * time.Millisecond
-	bo.MaxInterval = 5 * time.Second
+	bo := retry.NewBackOff(100*time.Millisecond, 5*time.Second)
 	var last uint64 // last delivered revision
 	for {
 		if sw == nil {

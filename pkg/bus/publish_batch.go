@@ -86,7 +86,6 @@ func WithFence(f *Fence) BatchOption {
 // too large, message too large, three "incomplete" answers in a row, ...;
 // nothing was stored); ErrClosed after
 // Close; otherwise ctx's error, with the last attempt's error.
-// PublishBatch is synchronous and independent of Publish's pipeline.
 func (p *Publisher) PublishBatch(ctx context.Context, msgs []Message, opts ...BatchOption) (BatchAck, error) {
 	b, err := p.StageBatch(msgs, opts...)
 	if err != nil {
@@ -138,7 +137,7 @@ func (p *Publisher) StageBatch(msgs []Message, opts ...BatchOption) (*StagedBatc
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if err := validateBatch(msgs, p.c.MaxBatch()); err != nil {
+	if err := validateBatch(msgs, p.c.MaxBatch(), p.c.nc.MaxPayload()); err != nil {
 		return nil, err
 	}
 	if p.isClosed() {
@@ -267,6 +266,7 @@ func (b *StagedBatch) Commit(ctx context.Context) (BatchAck, error) {
 			ack, err = b.commitOnce(ctx)
 		}
 		if err == nil {
+			p.published()
 			p.m.batchLat.Observe(time.Since(b.started).Seconds())
 			p.m.batches.Inc()
 			p.m.published.Add(float64(len(b.msgs)))
@@ -282,6 +282,7 @@ func (b *StagedBatch) Commit(ctx context.Context) (BatchAck, error) {
 		if !retryablePublishErr(err) && !(b.fence != nil && isAPIError(err, errCodeWrongLastSeqConstant)) {
 			return BatchAck{}, fmt.Errorf("%w: %s: %w", ErrRejected, b.desc, err)
 		}
+		err = p.retrying(ctx, b.msgs[0].Subject, err)
 		if isAPIError(err, errCodeBatchIncomplete) {
 			// A message lost in transit makes a batch incomplete, but so
 			// does one the stream refuses silently (the batch's messages
@@ -319,7 +320,7 @@ func (p *Publisher) publishEach(ctx context.Context, msgs []Message, fence *Fenc
 			if fence != nil {
 				fence.fenceHeaders(nm)
 			}
-			ack, err := p.js.PublishMsg(actx, nm)
+			ack, err := p.c.js.PublishMsg(actx, nm)
 			cancel()
 			if err == nil {
 				p.m.latency.Observe(time.Since(start).Seconds())
@@ -338,6 +339,7 @@ func (p *Publisher) publishEach(ctx context.Context, msgs []Message, fence *Fenc
 			if !retryablePublishErr(err) && !(fence != nil && isAPIError(err, errCodeWrongLastSeqConstant)) {
 				return BatchAck{}, fmt.Errorf("%w: %s: message %s after a duplicate answer: %w", ErrRejected, desc, msgs[i].ID, err)
 			}
+			err = p.retrying(ctx, msgs[i].Subject, err)
 			if ctx.Err() != nil {
 				return BatchAck{}, fmt.Errorf("publishing %s one by one after a duplicate answer: message %s: %w (last attempt: %v)", desc, msgs[i].ID, ctx.Err(), err)
 			}
@@ -347,6 +349,7 @@ func (p *Publisher) publishEach(ctx context.Context, msgs []Message, fence *Fenc
 			}
 		}
 	}
+	p.published()
 	if dups < len(msgs) {
 		p.log.Warn("atomic batch was partly stored before; stored the rest message by message",
 			"batch", desc, "stored_before", dups, "stored_now", len(msgs)-dups)
@@ -356,7 +359,7 @@ func (p *Publisher) publishEach(ctx context.Context, msgs []Message, fence *Fenc
 	return BatchAck{Stream: last.Stream, Sequence: last.Sequence, Count: len(msgs), Duplicate: dups == len(msgs)}, nil
 }
 
-func validateBatch(msgs []Message, maxBatch int) error {
+func validateBatch(msgs []Message, maxBatch int, maxPayload int64) error {
 	if len(msgs) == 0 || len(msgs) > maxBatch {
 		return fmt.Errorf("%w: atomic batch of %d messages: must hold 1 to %d (the bus's maxBatch)", ErrInvalidMessage, len(msgs), maxBatch)
 	}
@@ -365,6 +368,10 @@ func validateBatch(msgs []Message, maxBatch int) error {
 	for i := range msgs {
 		if err := msgs[i].validate(); err != nil {
 			errs = append(errs, fmt.Errorf("message %d: %w", i, err))
+			continue
+		}
+		if n := msgs[i].size(); maxPayload > 0 && int64(n) > maxPayload {
+			errs = append(errs, fmt.Errorf("%w: message %d (id %q): about %d bytes exceed the server's max payload %d", ErrInvalidMessage, i, msgs[i].ID, n, maxPayload))
 			continue
 		}
 		if j, ok := seen[msgs[i].ID]; ok {

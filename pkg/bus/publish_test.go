@@ -4,208 +4,63 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tributary/tributary/internal/natstest"
 	"github.com/tributary/tributary/pkg/bus"
 )
 
-func msg(subject string, i int) bus.Message {
-	return bus.Message{Subject: subject, ID: fmt.Sprintf("id-%d", i), Data: []byte(fmt.Sprintf("payload %d", i))}
-}
-
-func TestPublishInterruptedByDisconnectIsStoredOnce(t *testing.T) {
+func TestPublisherOptionsAndClose(t *testing.T) {
 	e := newEnv(t)
-	e.stream(t, jetstream.StreamConfig{Name: "P", Subjects: []string{"p.>"}})
-	reg := prometheus.NewRegistry()
-	p := e.publisher(t, bus.PublisherOptions{
-		MaxPending:     200,
-		PublishTimeout: 300 * time.Millisecond,
-		RetryWait:      20 * time.Millisecond,
-		MaxRetryWait:   200 * time.Millisecond,
-		Registerer:     reg,
-	})
-	const n = 3000
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	errc := make(chan error, 1)
-	go func() {
-		for i := 1; i <= n; i++ {
-			if err := p.Publish(ctx, uint64(i), msg(fmt.Sprintf("p.k%d", i%7), i)); err != nil {
-				errc <- err
-				return
-			}
-		}
-		errc <- nil
-	}()
-	// Wait until publishing is under way, then take the server away for
-	// longer than the publish timeout while messages are in flight.
-	var seen []uint64
-	for p.AckedThrough() < 500 {
-		select {
-		case <-p.Acked():
-			seen = append(seen, p.AckedThrough())
-		case err := <-errc:
-			t.Fatalf("publishing ended early: %v", err)
-		case <-ctx.Done():
-			t.Fatal("no progress")
-		}
+	e.stream(t, jetstream.StreamConfig{Name: "P", Subjects: []string{"p.>"}, AllowAtomicPublish: true})
+	_, err := e.c.NewPublisher(bus.PublisherOptions{Name: "bad", PublishTimeout: -time.Second, RetryWait: time.Second, MaxRetryWait: time.Millisecond})
+	if !errors.Is(err, bus.ErrConfig) || !strings.Contains(err.Error(), "publishTimeout -1s") || !strings.Contains(err.Error(), "maxRetryWait 1ms") {
+		t.Fatalf("bad options: want ErrConfig naming publishTimeout and maxRetryWait, got %v", err)
 	}
-	e.srv.RestartAfter(time.Second)
-	if err := <-errc; err != nil {
+	p := e.publisher(t, bus.PublisherOptions{})
+	ctx := context.Background()
+	big := batch("p.x", 1, 2)
+	big[1].Data = make([]byte, 2<<20)
+	if _, err := p.PublishBatch(ctx, big); !errors.Is(err, bus.ErrInvalidMessage) || !strings.Contains(err.Error(), `message 1 (id "id-2")`) {
+		t.Fatalf("a message above the server's max payload: want ErrInvalidMessage naming it, got %v", err)
+	}
+	if _, err := p.PublishBatch(ctx, batch("p.x", 1, 3)); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if got := p.AckedThrough(); got != n {
-		t.Fatalf("AckedThrough %d after Close, want %d", got, n)
-	}
-	for i := 1; i < len(seen); i++ {
-		if seen[i] < seen[i-1] {
-			t.Fatalf("AckedThrough went backwards: %v", seen)
-		}
-	}
-	got := e.ids(t, "P")
-	if len(got) != n {
-		t.Fatalf("stream holds %d ids, want %d", len(got), n)
-	}
-	for id, c := range got {
-		if c != 1 {
-			t.Errorf("id %s stored %d times", id, c)
-		}
-	}
-	if r := counterValue(t, reg, "tributary_bus_publish_retries_total"); r == 0 {
-		t.Fatal("nothing was re-sent: the outage did not interrupt publishing")
-	}
-	if v := counterValue(t, reg, "tributary_bus_published_messages_total"); v != n {
-		t.Fatalf("published metric %v, want %d", v, n)
-	}
-	if v := counterValue(t, reg, "tributary_bus_publish_in_flight"); v != 0 {
-		t.Fatalf("in-flight gauge %v after Close", v)
-	}
-}
-
-func TestPublishKeepsOrderPerSubjectAcrossResends(t *testing.T) {
-	// Re-sends go out in position order: the stream's order of the messages
-	// of one subject is their position order even after an outage.
-	e := newEnv(t)
-	e.stream(t, jetstream.StreamConfig{Name: "P", Subjects: []string{"p.>"}})
-	p := e.publisher(t, bus.PublisherOptions{MaxPending: 100, PublishTimeout: 200 * time.Millisecond, RetryWait: 10 * time.Millisecond})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	const n = 1000
-	errc := make(chan error, 1)
-	go func() {
-		for i := 1; i <= n; i++ {
-			if err := p.Publish(ctx, uint64(i), msg("p.one", i)); err != nil {
-				errc <- err
-				return
-			}
-		}
-		errc <- nil
-	}()
-	for p.AckedThrough() < 100 {
-		select {
-		case <-p.Acked():
-		case <-ctx.Done():
-			t.Fatal("no progress")
-		}
-	}
-	e.srv.RestartAfter(500 * time.Millisecond)
-	if err := <-errc; err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
-	s, err := e.js.Stream(ctx, "P")
+	staged, err := p.StageBatch(batch("p.x", 4, 6))
 	if err != nil {
 		t.Fatal(err)
 	}
-	prev := 0
-	for seq := uint64(1); seq <= n; seq++ {
-		m, err := s.GetMsg(ctx, seq)
-		if err != nil {
-			t.Fatalf("seq %d: %v", seq, err)
+	for range 2 {
+		if err := p.Close(ctx); err != nil {
+			t.Fatalf("Close: %v", err)
 		}
-		var i int
-		fmt.Sscanf(m.Header.Get(jetstream.MsgIDHeader), "id-%d", &i)
-		if i != prev+1 {
-			t.Fatalf("seq %d holds message %d after %d", seq, i, prev)
-		}
-		prev = i
+	}
+	if _, err := p.PublishBatch(ctx, batch("p.x", 7, 7)); !errors.Is(err, bus.ErrClosed) {
+		t.Fatalf("PublishBatch after Close: want ErrClosed, got %v", err)
+	}
+	if _, err := p.StageBatch(batch("p.x", 8, 8)); !errors.Is(err, bus.ErrClosed) {
+		t.Fatalf("StageBatch after Close: want ErrClosed, got %v", err)
+	}
+	// A batch staged before Close still commits: its first attempt was
+	// under way.
+	if _, err := staged.Commit(ctx); err != nil {
+		t.Fatalf("Commit of a batch staged before Close: %v", err)
+	}
+	if got := e.storedIDs(t, "P"); !slices.Equal(got, []string{"id-1", "id-2", "id-3", "id-4", "id-5", "id-6"}) {
+		t.Fatalf("stored %v", got)
 	}
 }
 
-func TestPublishRejectsBadInput(t *testing.T) {
-	e := newEnv(t)
-	e.stream(t, jetstream.StreamConfig{Name: "P", Subjects: []string{"p.>"}})
-	p := e.publisher(t, bus.PublisherOptions{})
-	ctx := context.Background()
-	if err := p.Publish(ctx, 0, msg("p.x", 1)); !errors.Is(err, bus.ErrPositionOrder) {
-		t.Fatalf("position 0: want ErrPositionOrder, got %v", err)
-	}
-	if err := p.Publish(ctx, 5, msg("p.x", 5)); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Publish(ctx, 5, msg("p.x", 6)); !errors.Is(err, bus.ErrPositionOrder) {
-		t.Fatalf("repeated position: want ErrPositionOrder, got %v", err)
-	}
-	if err := p.Publish(ctx, 6, bus.Message{Subject: "p.>", ID: "x"}); !errors.Is(err, bus.ErrInvalidMessage) {
-		t.Fatalf("wildcard subject: want ErrInvalidMessage, got %v", err)
-	}
-	big := msg("p.x", 7)
-	big.Data = make([]byte, 2<<20)
-	if err := p.Publish(ctx, 7, big); !errors.Is(err, bus.ErrInvalidMessage) {
-		t.Fatalf("payload above max: want ErrInvalidMessage, got %v", err)
-	}
-	if err := p.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if p.AckedThrough() != 5 {
-		t.Fatalf("AckedThrough %d, want 5", p.AckedThrough())
-	}
-	if err := p.Publish(ctx, 8, msg("p.x", 8)); !errors.Is(err, bus.ErrClosed) {
-		t.Fatalf("after Close: want ErrClosed, got %v", err)
-	}
-	if _, err := e.c.NewPublisher(bus.PublisherOptions{MaxPending: -1}); !errors.Is(err, bus.ErrConfig) {
-		t.Fatalf("bad options: want ErrConfig, got %v", err)
-	}
-}
-
-func TestPublishPermanentRejectionStopsThePublisher(t *testing.T) {
-	e := newEnv(t)
-	e.stream(t, jetstream.StreamConfig{Name: "P", Subjects: []string{"p.>"}, MaxMsgSize: 128})
-	p := e.publisher(t, bus.PublisherOptions{})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := p.Publish(ctx, 1, msg("p.x", 1)); err != nil {
-		t.Fatal(err)
-	}
-	big := msg("p.x", 2)
-	big.Data = []byte(strings.Repeat("x", 1000))
-	if err := p.Publish(ctx, 2, big); err != nil {
-		t.Fatal(err)
-	}
-	err := p.Close(ctx)
-	if !errors.Is(err, bus.ErrPublisherFailed) || !errors.Is(err, bus.ErrRejected) || !strings.Contains(err.Error(), "id-2") {
-		t.Fatalf("Close: want ErrPublisherFailed/ErrRejected naming id-2, got %v", err)
-	}
-	if p.AckedThrough() != 1 {
-		t.Fatalf("AckedThrough %d, want 1", p.AckedThrough())
-	}
-	if err := p.Publish(ctx, 3, msg("p.x", 3)); !errors.Is(err, bus.ErrPublisherFailed) {
-		t.Fatalf("after failure: want ErrPublisherFailed, got %v", err)
-	}
-}
-
-func TestPublishSurvivesStreamLeaderLoss(t *testing.T) {
+// TestPublishBatchSurvivesStreamLeaderLoss: on a 3-node cluster, batches
+// published while the stream's leader is killed are all stored once, in
+// order.
+func TestPublishBatchSurvivesStreamLeaderLoss(t *testing.T) {
 	cl := natstest.StartCluster(t)
 	c, err := bus.Connect(context.Background(), bus.ConnectOptions{
 		URL: cl.URLs(), ReconnectWait: 20 * time.Millisecond, MaxReconnectWait: 100 * time.Millisecond,
@@ -221,24 +76,29 @@ func TestPublishSurvivesStreamLeaderLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	leader := cl.WaitForStreamLeader("R3")
-	p, err := c.NewPublisher(bus.PublisherOptions{MaxPending: 100, PublishTimeout: 500 * time.Millisecond, RetryWait: 20 * time.Millisecond})
+	p, err := c.NewPublisher(bus.PublisherOptions{PublishTimeout: 500 * time.Millisecond, RetryWait: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	const n = 1000
+	defer p.Close(ctx)
+	const batches, per = 40, 25
+	acked := make(chan int, batches)
 	errc := make(chan error, 1)
 	go func() {
-		for i := 1; i <= n; i++ {
-			if err := p.Publish(ctx, uint64(i), msg("r3.x", i)); err != nil {
-				errc <- err
+		for b := range batches {
+			if _, err := p.PublishBatch(ctx, batch("r3.x", b*per+1, b*per+per)); err != nil {
+				errc <- fmt.Errorf("batch %d: %w", b, err)
 				return
 			}
+			acked <- b
 		}
 		errc <- nil
 	}()
-	for p.AckedThrough() < 200 {
+	for range 8 {
 		select {
-		case <-p.Acked():
+		case <-acked:
+		case err := <-errc:
+			t.Fatalf("the writer ended early: %v", err)
 		case <-ctx.Done():
 			t.Fatal("no progress")
 		}
@@ -247,67 +107,31 @@ func TestPublishSurvivesStreamLeaderLoss(t *testing.T) {
 	if err := <-errc; err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if p.AckedThrough() != n {
-		t.Fatalf("AckedThrough %d, want %d", p.AckedThrough(), n)
-	}
-	// An atomic batch after the failover, re-sent once: stored once.
-	for range 2 {
-		if _, err := publisherFor(t, c).PublishBatch(ctx, batch("r3.b", n+1, n+50)); err != nil {
-			t.Fatal(err)
-		}
+	var want []string
+	for i := 1; i <= batches*per; i++ {
+		want = append(want, fmt.Sprintf("id-%d", i))
 	}
 	s, err := js.Stream(ctx, "R3")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := s.CachedInfo().State.Msgs; got != n+50 {
-		t.Fatalf("stream holds %d messages, want %d", got, n+50)
-	}
-	if l := cl.StreamLeader("R3"); l == leader || l < 0 {
-		t.Fatalf("stream leader %d after killing %d", l, leader)
-	}
-}
-
-func publisherFor(t *testing.T, c *bus.Conn) *bus.Publisher {
-	t.Helper()
-	p, err := c.NewPublisher(bus.PublisherOptions{PublishTimeout: time.Second})
+	info, err := s.Info(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { p.Close(context.Background()) })
-	return p
-}
-
-func TestPublishBlocksAtMaxPending(t *testing.T) {
-	e := newEnv(t)
-	e.stream(t, jetstream.StreamConfig{Name: "P", Subjects: []string{"p.>"}})
-	p := e.publisher(t, bus.PublisherOptions{MaxPending: 2, PublishTimeout: 100 * time.Millisecond, RetryWait: 10 * time.Millisecond})
-	e.srv.Shutdown() // nothing will be acknowledged
-	ctx := context.Background()
-	for i := 1; i <= 2; i++ {
-		if err := p.Publish(ctx, uint64(i), msg("p.x", i)); err != nil {
-			t.Fatal(err)
+	var got []string
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatalf("seq %d: %v", seq, err)
 		}
+		got = append(got, m.Header.Get(jetstream.MsgIDHeader))
 	}
-	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-	defer cancel()
-	if err := p.Publish(short, 3, msg("p.x", 3)); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("third publish with MaxPending 2: want to block until the deadline, got %v", err)
+	if !slices.Equal(got, want) {
+		t.Fatalf("stored %d messages, want ids 1..%d once and in order:\n%v", len(got), batches*per, got)
 	}
-	closeCtx, cancel2 := context.WithTimeout(ctx, 200*time.Millisecond)
-	defer cancel2()
-	err := p.Close(closeCtx)
-	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "2 messages left unacknowledged") {
-		t.Fatalf("Close with the server down: %v", err)
-	}
-	if p.AckedThrough() != 0 {
-		t.Fatalf("AckedThrough %d with the server down", p.AckedThrough())
-	}
-	if again := p.Close(ctx); again != err {
-		t.Fatalf("second Close: %v, want the first result", again)
+	if l := cl.StreamLeader("R3"); l == leader || l < 0 {
+		t.Fatalf("stream leader %d after killing %d", l, leader)
 	}
 }
 
@@ -328,27 +152,6 @@ func benchEnv(b *testing.B, sync bool) (*bus.Conn, func()) {
 		b.Fatal(err)
 	}
 	return c, func() { c.Close(context.Background()) }
-}
-
-// BenchmarkPublish measures the pipelined publisher (fsync every write).
-func BenchmarkPublish(b *testing.B) {
-	c, done := benchEnv(b, true)
-	defer done()
-	p, err := c.NewPublisher(bus.PublisherOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx := context.Background()
-	b.ResetTimer()
-	for i := 1; i <= b.N; i++ {
-		if err := p.Publish(ctx, uint64(i), msg(fmt.Sprintf("p.k%d", i%100), i)); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if err := p.Close(ctx); err != nil {
-		b.Fatal(err)
-	}
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msg/s")
 }
 
 // BenchmarkPublishBatch measures atomic batches of 500 (fsync every batch).

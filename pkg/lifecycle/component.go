@@ -13,8 +13,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cenkalti/backoff/v5"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tributary/tributary/internal/obs"
+	"github.com/tributary/tributary/internal/retry"
 	"github.com/tributary/tributary/pkg/bus"
 )
 
@@ -122,14 +123,14 @@ func NewComponent(cfg Config) (*Component, error) {
 	if cfg.Registerer == nil {
 		cfg.Registerer = prometheus.NewRegistry()
 	}
-	gauge, err := registerOrGet(cfg.Registerer, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	gauge, err := obs.Register(cfg.Registerer, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "tributary_component_state",
 		Help: "1 for the component's current state in this instance, 0 for the others.",
 	}, []string{"kind", "id", "state"}))
 	if err != nil {
 		return nil, err
 	}
-	stepDowns, err := registerOrGet(cfg.Registerer, prometheus.NewCounterVec(prometheus.CounterOpts{
+	stepDowns, err := obs.Register(cfg.Registerer, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tributary_component_step_downs_total",
 		Help: "Runs of the component in this instance that lost their lease (not renewed, taken over, or a write fenced out) and stepped down to stand by.",
 	}, []string{"kind", "id"}))
@@ -139,11 +140,11 @@ func NewComponent(cfg Config) (*Component, error) {
 	c := &Component{
 		cfg: cfg, id: id, store: cfg.Store, gauge: gauge,
 		stepDowns: stepDowns.WithLabelValues(id.Kind, id.ID),
-		log:     cfg.Logger.With("component", id.Kind, "id", id.ID, "instance", cfg.Instance),
-		reasons: map[string]string{},
-		pending: map[string]string{},
-		kick:    make(chan struct{}, 1),
-		fatal:   make(chan error, 1),
+		log:       cfg.Logger.With("component", id.Kind, "id", id.ID, "instance", cfg.Instance),
+		reasons:   map[string]string{},
+		pending:   map[string]string{},
+		kick:      make(chan struct{}, 1),
+		fatal:     make(chan error, 1),
 	}
 	c.setLocal(Stopped)
 	return c, nil
@@ -707,9 +708,7 @@ func (c *Component) onSupervisorEvent(ev SupervisorEvent) {
 // reportLoop writes Running/Degraded as SetDegraded, SetRunning and worker
 // failures ask, retrying with backoff while the bus fails.
 func (c *Component) reportLoop(ctx context.Context) error {
-	bo := backoff.NewExponentialBackOff()
-	bo.InitialInterval = 100 * time.Millisecond
-	bo.MaxInterval = 5 * time.Second
+	bo := retry.NewBackOff(100*time.Millisecond, 5*time.Second)
 	for {
 		select {
 		case <-ctx.Done():
@@ -727,7 +726,7 @@ func (c *Component) reportLoop(ctx context.Context) error {
 			}
 			d := bo.NextBackOff()
 			c.log.Warn("recording the component state failed; retrying", "err", err, "retry_in", d)
-			if !sleepCtx(ctx, d) {
+			if retry.Sleep(ctx, d) != nil {
 				return nil
 			}
 		}

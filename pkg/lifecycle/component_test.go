@@ -132,11 +132,6 @@ func TestStartStopEventsSurviveServerRestart(t *testing.T) {
 	ctx := context.Background()
 	reg := prometheus.NewRegistry()
 	c := f.component(t, "reaction", "hook", func(cfg *lifecycle.Config) { cfg.Registerer = reg })
-	w, err := f.store.Watch(ctx, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Stop()
 	if err := c.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -146,22 +141,27 @@ func TestStartStopEventsSurviveServerRestart(t *testing.T) {
 	if gauge(lifecycle.Running) != 1 || gauge(lifecycle.Stopped) != 0 {
 		t.Fatal("state gauge does not show running")
 	}
+	// got is the stored history of transitions; recorded waits until it
+	// holds k of them.
 	var got []string
-	read := func(k int) {
+	recorded := func(k int) {
 		t.Helper()
-		for range k {
-			select {
-			case e := <-w.Events():
+		testwait.UntilErr(ctx, t, 10*time.Second, fmt.Sprintf("%d transitions recorded", k), func() (bool, error) {
+			hist, err := f.store.History(ctx, c.ID())
+			if err != nil {
+				return false, err
+			}
+			got = got[:0]
+			for _, e := range hist {
 				got = append(got, fmt.Sprintf("%s->%s", e.From, e.To))
 				if e.Component != c.ID() || e.Revision == 0 || e.Instance != c.Instance() {
 					t.Fatalf("event %+v", e)
 				}
-			case <-time.After(10 * time.Second):
-				t.Fatalf("events so far %v: no more within 10s", got)
 			}
-		}
+			return len(got) >= k, fmt.Errorf("transitions so far %v", got)
+		})
 	}
-	read(2)
+	recorded(2)
 	// Degraded while the bus itself is down: visible locally at once, in
 	// the KV once the bus is back.
 	f.srv.Shutdown()
@@ -171,20 +171,20 @@ func TestStartStopEventsSurviveServerRestart(t *testing.T) {
 	}
 	f.srv.Restart()
 	testwait.Until(t, 10*time.Second, "reconnect", f.conn.Connected)
-	read(1)
+	recorded(3)
 	testwait.Until(t, 5*time.Second, "degraded in KV", func() bool {
 		r := f.state(t, c.ID())
 		return r.State == lifecycle.Degraded && r.Message == "postgres: reconnecting"
 	})
 	c.SetRunning()
-	read(1)
+	recorded(4)
 	if err := c.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
-	read(2)
+	recorded(6)
 	want := "[stopped->starting starting->running running->degraded degraded->running running->stopping stopping->stopped]"
 	if fmt.Sprint(got) != want {
-		t.Fatalf("events %v\nwant %s", got, want)
+		t.Fatalf("transitions %v\nwant %s", got, want)
 	}
 	if gauge(lifecycle.Stopped) != 1 || gauge(lifecycle.Running) != 0 {
 		t.Fatal("state gauge does not show stopped")

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tributary/tributary/internal/retry"
 	"github.com/tributary/tributary/pkg/bus"
 )
 
@@ -121,7 +122,7 @@ func AcquireLease(ctx context.Context, cfg LeaseConfig) (*Lease, error) {
 		}
 		if !errors.Is(err, bus.ErrKeyExists) {
 			log.Warn("acquiring the lease failed; retrying", "err", err)
-			sleepCtx(ctx, cfg.PollEvery)
+			_ = retry.Sleep(ctx, cfg.PollEvery) // the loop checks ctx
 			continue
 		}
 		cur, err := cfg.KV.Get(ctx, cfg.Key)
@@ -129,14 +130,14 @@ func AcquireLease(ctx context.Context, cfg LeaseConfig) (*Lease, error) {
 			// Expired or released in between: create again, but do not
 			// spin if the two answers keep disagreeing.
 			if misses++; misses > 2 {
-				sleepCtx(ctx, cfg.PollEvery)
+				_ = retry.Sleep(ctx, cfg.PollEvery) // the loop checks ctx
 			}
 			continue
 		}
 		misses = 0
 		if err != nil {
 			log.Warn("reading the lease failed; retrying", "err", err)
-			sleepCtx(ctx, cfg.PollEvery)
+			_ = retry.Sleep(ctx, cfg.PollEvery) // the loop checks ctx
 			continue
 		}
 		if bytes.Equal(cur.Value, value) {
@@ -171,18 +172,6 @@ func waitForRelease(ctx context.Context, cfg LeaseConfig, rev uint64, log *slog.
 		if e.Op != bus.OpPut {
 			return
 		}
-	}
-}
-
-// sleepCtx waits d; false if ctx ended first.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 

@@ -133,7 +133,7 @@ type Record struct {
 	Revision uint64
 }
 
-// Event is one lifecycle transition, as seen by a watcher.
+// Event is one stored lifecycle transition (see Store.History).
 type Event struct {
 	Component ComponentID
 	From, To  State

@@ -13,6 +13,8 @@ import (
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tributary/tributary/internal/obs"
+	"github.com/tributary/tributary/internal/retry"
 )
 
 // Supervisor errors.
@@ -48,7 +50,7 @@ type SupervisorConfig struct {
 	// Registerer receives tributary_supervisor_restarts_total and
 	// tributary_supervisor_panics_total. Default: a private registry.
 	Registerer prometheus.Registerer
-	// InitialBackoff and MaxBackoff bound the restart delay, doubled per
+	// InitialBackoff and MaxBackoff bound the restart delay, grown 1.5x per
 	// consecutive failure with jitter. Defaults 100ms and 30s.
 	InitialBackoff, MaxBackoff time.Duration
 	// MaxFailures consecutive failures of one worker make the supervisor
@@ -85,9 +87,11 @@ type supervisorMetrics struct {
 	panics   *prometheus.CounterVec
 }
 
-// Supervisor starts, restarts and waits for a component's goroutines.
-// Every goroutine of a component is started with Go; Shutdown cancels them
-// and waits. It is safe for concurrent use.
+// Supervisor starts, restarts and waits for a component's workers: every
+// long-running goroutine of a component is started with Go; Shutdown
+// cancels them and waits. (Goroutines inside the handles a worker uses, such
+// as a bus.Consumer, belong to the handle, whose Drain or Close waits for
+// them.) It is safe for concurrent use.
 type Supervisor struct {
 	cfg     SupervisorConfig
 	log     *slog.Logger
@@ -130,14 +134,14 @@ func NewSupervisor(parent context.Context, cfg SupervisorConfig) (*Supervisor, e
 	if cfg.MaxBackoff < cfg.InitialBackoff || cfg.MaxFailures < 1 {
 		return nil, fmt.Errorf("supervisor config: need MaxBackoff >= InitialBackoff and MaxFailures >= 1")
 	}
-	restarts, err := registerOrGet(cfg.Registerer, prometheus.NewCounterVec(prometheus.CounterOpts{
+	restarts, err := obs.Register(cfg.Registerer, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tributary_supervisor_restarts_total",
 		Help: "Workers restarted after a failure (error or panic).",
 	}, []string{"component", "worker"}))
 	if err != nil {
 		return nil, err
 	}
-	panics, err := registerOrGet(cfg.Registerer, prometheus.NewCounterVec(prometheus.CounterOpts{
+	panics, err := obs.Register(cfg.Registerer, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tributary_supervisor_panics_total",
 		Help: "Worker panics recovered by the supervisor.",
 	}, []string{"component", "worker"}))
@@ -153,28 +157,13 @@ func NewSupervisor(parent context.Context, cfg SupervisorConfig) (*Supervisor, e
 	}, nil
 }
 
-// registerOrGet registers c, or returns the collector already registered
-// with the same description (several supervisors share a registry).
-func registerOrGet[T prometheus.Collector](reg prometheus.Registerer, c T) (T, error) {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(T); ok {
-				return existing, nil
-			}
-		}
-		var zero T
-		return zero, fmt.Errorf("registering metrics: %w", err)
-	}
-	return c, nil
-}
-
 // Go starts fn as the worker name. fn must return when its context ends.
 // A returned error or a panic is logged, counted and reported (OnEvent),
 // and fn is called again after a backoff; after MaxFailures failures in a
 // row the supervisor gives up (see Fatal). A nil return ends the worker
-// for good. Go returns ErrShutdown after Shutdown or the give-up, and
-// ErrWorkerExists if a worker of that name runs.
+// for good, logged at Info ("worker NAME finished: returned nil"). Go
+// returns ErrShutdown after Shutdown or the give-up, and ErrWorkerExists if
+// a worker of that name runs.
 func (s *Supervisor) Go(name string, fn func(ctx context.Context) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -267,9 +256,7 @@ func (s *Supervisor) emit(ev SupervisorEvent) {
 func (s *Supervisor) supervise(name string, fn func(ctx context.Context) error) {
 	defer s.exited(name)
 	log := s.log.With("worker", name)
-	bo := backoff.NewExponentialBackOff()
-	bo.InitialInterval = s.cfg.InitialBackoff
-	bo.MaxInterval = s.cfg.MaxBackoff
+	bo := retry.NewBackOff(s.cfg.InitialBackoff, s.cfg.MaxBackoff)
 	failures := 0
 	for {
 		err := s.runOnce(name, fn, &failures, bo)
@@ -280,7 +267,10 @@ func (s *Supervisor) supervise(name string, fn func(ctx context.Context) error) 
 			return
 		}
 		if err == nil {
-			log.Debug("worker finished")
+			// Not a failure, but the worker is gone for good: say so where
+			// an operator sees it, so that a worker that stopped doing its
+			// job is no mystery.
+			log.Info(fmt.Sprintf("worker %s finished: returned nil", name))
 			return
 		}
 		failures++
@@ -298,12 +288,8 @@ func (s *Supervisor) supervise(name string, fn func(ctx context.Context) error) 
 		d := bo.NextBackOff()
 		log.Error("worker failed; restarting", "err", err, "failures", failures, "restart_in", d)
 		s.emit(SupervisorEvent{Worker: name, Err: err, Failures: failures, RestartIn: d, Failing: failing})
-		t := time.NewTimer(d)
-		select {
-		case <-s.ctx.Done():
-			t.Stop()
+		if retry.Sleep(s.ctx, d) != nil {
 			return
-		case <-t.C:
 		}
 		s.metrics.restarts.With(labels).Inc()
 	}

@@ -1,9 +1,11 @@
 package lifecycle_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -205,5 +207,39 @@ func TestStarterUndoesCompletedStepsInReverse(t *testing.T) {
 	_ = undo(context.Background()) // a second call does nothing
 	if got := fmt.Sprint(trail); got != "[do a do b undo b undo a]" {
 		t.Fatalf("trail %s", got)
+	}
+}
+
+// logBuffer is a bytes.Buffer safe for the supervisor's goroutines to
+// write while the test reads.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func TestSupervisorLogsAWorkerThatReturnsNilAtInfo(t *testing.T) {
+	var out logBuffer
+	log := slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	s := newSupervisor(t, lifecycle.SupervisorConfig{Logger: log})
+	if err := s.Go("indexer", func(context.Context) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	testwait.Until(t, 5*time.Second, "the worker ends", func() bool { return len(s.Running()) == 0 })
+	// The line is written before the worker leaves Running.
+	got := out.String()
+	if !strings.Contains(got, `level=INFO msg="worker indexer finished: returned nil" worker=indexer`) {
+		t.Fatalf("no Info line saying the worker finished and why; log:\n%s", got)
 	}
 }
