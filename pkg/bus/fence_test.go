@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tributary/tributary/internal/natstest"
+	"github.com/tributary/tributary/internal/testwait"
 	"github.com/tributary/tributary/pkg/bus"
 )
 
@@ -342,5 +343,42 @@ func TestClaimDuringWritesR3(t *testing.T) {
 				t.Fatalf("round %d: %s stored at sequence %d, after B's claim at %d", round, m.id, m.seq, fb.Sequence())
 			}
 		}
+	}
+}
+
+// A claim removed by the stream's age limit fences its holder (nobody can
+// tell that no newer claim came and went meanwhile); claiming again, once
+// the holder has its lease back, lets it write again.
+func TestAgedOutClaimFencesItsHolder(t *testing.T) {
+	srv := natstest.Start(t)
+	js, _ := jetstreamFor(t, srv.URL())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: "F", Subjects: []string{"f.>"}, AllowAtomicPublish: true, MaxAge: time.Second, Duplicates: time.Second,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	c, p := fenceWriter(t, srv.URL())
+	f, err := c.ClaimFence(ctx, "F", fenceSubject, "a", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testwait.UntilErr(ctx, t, 10*time.Second, "the claim to age out", func() (bool, error) {
+		_, err := c.LastMessage(ctx, "F", fenceSubject)
+		if errors.Is(err, bus.ErrNotFound) {
+			return true, nil
+		}
+		return false, err
+	})
+	if _, err := p.PublishBatch(ctx, fenceMsgs("f.data", "a", 1, 2), bus.WithFence(f)); !errors.Is(err, bus.ErrFenced) {
+		t.Fatalf("write under an aged-out claim: want ErrFenced, got %v", err)
+	}
+	f2, err := c.ClaimFence(ctx, "F", fenceSubject, "a", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.PublishBatch(ctx, fenceMsgs("f.data", "a", 1, 2), bus.WithFence(f2)); err != nil {
+		t.Fatalf("write under the new claim: %v", err)
 	}
 }
