@@ -39,15 +39,17 @@ const walSenderTimeout = "2s"
 // holderRE finds the instance a process claims the fence as.
 var holderRE = regexp.MustCompile(`msg="fence claimed" .*holder=(\S+)`)
 
-// H1 at the write site, with the real binary: source-pg A captures while a
-// writer commits, B stands by. A is paused (SIGSTOP) past its lease; B
-// takes the lease, claims the source's fence, gets the slot once Postgres
-// dropped A's walsender, and captures. Then A resumes: whatever it still
-// had in flight or in its socket, none of its writes after B's claim is
-// stored (every stored batch was written under the claim that was the
-// fence's last when it was stored), and A steps down in-process and stands
-// by. The stream holds every committed change exactly once, in commit
-// order. Finally B stops and A, standing by, takes the source back.
+// H1 at the write site, with the real binary: source-pg A captures a bulk
+// transaction and a writer's trickle, B stands by. A is paused (SIGSTOP)
+// with a backlog, past its lease; B takes the lease and claims the
+// source's fence, and A resumes at once: whatever it still had in flight
+// or in its socket, none of its writes after B's claim is stored (every
+// stored batch was written under the claim that was the fence's last when
+// it was stored), and A steps down in-process and stands by. B gets the
+// slot (at the latest once Postgres dropped A's walsender, after the
+// test database's short wal_sender_timeout) and captures the rest: the
+// stream holds every committed change exactly once, in commit order.
+// Finally B stops and A, standing by, takes the source back.
 func TestPausedSourceIsFencedOut(t *testing.T) {
 	ctx := context.Background()
 	t0 := time.Now()
