@@ -29,8 +29,15 @@ func build(ctx context.Context, rt *app.Runtime) ([]*lifecycle.Component, error)
 				return nil, err
 			}
 			react = l
+		case *config.HTTPReaction:
+			h, err := reaction.NewHTTP(r.ID, spec, reaction.HTTPOptions{
+				Logger: rt.Log.With("component", "reaction", "id", r.ID), Registerer: rt.Registry})
+			if err != nil {
+				return nil, err
+			}
+			react = h
 		default:
-			return nil, fmt.Errorf("reaction %s: kind %q is not implemented by this reactor yet (available: log)", r.ID, r.Kind)
+			return nil, fmt.Errorf("reaction %s: kind %q is not implemented by this reactor yet (available: log, http)", r.ID, r.Kind)
 		}
 		comp, err := rt.NewComponent("reaction", r.ID)
 		if err != nil {
