@@ -22,6 +22,7 @@ func build(ctx context.Context, rt *app.Runtime) ([]*lifecycle.Component, error)
 	var comps []*lifecycle.Component
 	for _, r := range rt.Config.Reactions {
 		var react reaction.Reaction
+		var closeReaction func() // releases the reaction's clients after its consumer drained
 		switch spec := r.Spec.(type) {
 		case *config.LogReaction:
 			l, err := reaction.NewLog(r.ID, spec.Format, os.Stdout)
@@ -35,13 +36,23 @@ func build(ctx context.Context, rt *app.Runtime) ([]*lifecycle.Component, error)
 			if err != nil {
 				return nil, err
 			}
-			react = h
+			react, closeReaction = h, h.Close
+		case *config.PostgresReaction:
+			p, err := reaction.NewPostgres(r.ID, spec, reaction.PostgresOptions{
+				Logger: rt.Log.With("component", "reaction", "id", r.ID), Registerer: rt.Registry})
+			if err != nil {
+				return nil, err
+			}
+			react, closeReaction = p, p.Close
 		default:
-			return nil, fmt.Errorf("reaction %s: kind %q is not implemented by this reactor yet (available: log, http)", r.ID, r.Kind)
+			return nil, fmt.Errorf("reaction %s: kind %q is not implemented by this reactor yet (available: log, http, postgres)", r.ID, r.Kind)
 		}
 		comp, err := rt.NewComponent("reaction", r.ID)
 		if err != nil {
 			return nil, err
+		}
+		if closeReaction != nil {
+			comp.AddStep("reaction clients", closeStep(closeReaction))
 		}
 		opts := reaction.ConsumerOptions(rt.Topology, r.ID, r.Queries)
 		opts.Logger = rt.Log.With("component", "reaction", "id", r.ID)
@@ -50,4 +61,12 @@ func build(ctx context.Context, rt *app.Runtime) ([]*lifecycle.Component, error)
 		comps = append(comps, comp)
 	}
 	return comps, nil
+}
+
+// closeStep undoes to close: steps are undone in reverse, so close runs
+// after the consumer step's drain.
+func closeStep(close func()) func(context.Context) (lifecycle.Undo, error) {
+	return func(context.Context) (lifecycle.Undo, error) {
+		return func(context.Context) error { close(); return nil }, nil
+	}
 }

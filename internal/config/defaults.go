@@ -116,6 +116,7 @@ func (h *HTTPReaction) applyDefaults() {
 
 func (p *PostgresReaction) applyDefaults() {
 	setString(&p.OffsetTable, DefaultOffsetTable)
+	setDuration(&p.Timeout, 30*time.Second)
 	p.Retry.applyDefaults()
 }
 

@@ -129,6 +129,8 @@ type PostgresReaction struct {
 	// in the transaction of the statements; created when missing. Default
 	// tributary_reaction_offsets.
 	OffsetTable string `yaml:"offsetTable"`
+	// Timeout bounds one result's transaction. Default 30s.
+	Timeout Duration `yaml:"timeout"`
 	// Retry of failed statements.
 	Retry RetryConfig `yaml:"retry"`
 }

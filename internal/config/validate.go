@@ -493,6 +493,7 @@ func (p *PostgresReaction) validate(ps *problems, path string, _ *Reaction) {
 	if !tableRe.MatchString(p.OffsetTable) {
 		ps.add(join(path, "offsetTable"), "%q must be a table name, table or schema.table", p.OffsetTable)
 	}
+	positive(ps, join(path, "timeout"), p.Timeout)
 	p.Retry.validate(ps, join(path, "retry"))
 }
 
