@@ -44,8 +44,15 @@ func build(ctx context.Context, rt *app.Runtime) ([]*lifecycle.Component, error)
 				return nil, err
 			}
 			react, closeReaction = p, p.Close
+		case *config.NATSReaction:
+			n, err := reaction.NewNATS(r.ID, spec, rt.Bus.NATS(), reaction.NATSOptions{
+				Logger: rt.Log.With("component", "reaction", "id", r.ID)})
+			if err != nil {
+				return nil, err
+			}
+			react = n
 		default:
-			return nil, fmt.Errorf("reaction %s: kind %q is not implemented by this reactor yet (available: log, http, postgres)", r.ID, r.Kind)
+			return nil, fmt.Errorf("reaction %s: kind %q is not implemented by this reactor yet (available: log, http, postgres, nats)", r.ID, r.Kind)
 		}
 		comp, err := rt.NewComponent("reaction", r.ID)
 		if err != nil {
