@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -67,6 +68,8 @@ type Postgres struct {
 	ensureMu sync.Mutex
 	ensured  bool
 }
+
+var _ BatchReaction = (*Postgres)(nil)
 
 type pgStatement struct {
 	sql   string
@@ -170,78 +173,146 @@ func parseStatement(sql string) (*pgStatement, error) {
 	return st, nil
 }
 
-// React implements Reaction.
+// React implements Reaction: ReactBatch of one result.
 func (p *Postgres) React(ctx context.Context, r *change.Result) error {
+	return p.ReactBatch(ctx, []*change.Result{r})
+}
+
+// pgExec is one statement to run for a row change.
+type pgExec struct {
+	sql  string
+	args pgx.NamedArgs
+	key  string
+}
+
+// ReactBatch implements BatchReaction: it applies rs (in order; any mix of
+// queries) in one transaction, pipelined in one round trip, with one
+// offset row update per query. Results the offset rows already cover are
+// skipped. It returns nil when all were applied (or skipped), and
+// otherwise applied none of them.
+func (p *Postgres) ReactBatch(ctx context.Context, rs []*change.Result) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	what := "result " + IdempotencyKey(rs[0])
+	if len(rs) > 1 {
+		what = fmt.Sprintf("batch of %d results (%s .. %s)", len(rs), IdempotencyKey(rs[0]), IdempotencyKey(rs[len(rs)-1]))
+	}
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("postgres reaction %s, result %s: %w", p.id, IdempotencyKey(r), err)
+		return fmt.Errorf("postgres reaction %s, %s: %w", p.id, what, err)
 	}
 	// Bind before touching the database: a row that cannot be bound never
 	// will be.
-	type exec struct {
-		st   *pgStatement
-		args pgx.NamedArgs
-		key  string
-	}
-	var execs []exec
-	for _, rc := range RowChanges(r) {
-		st := p.stmts[rc.Op]
-		if st == nil {
-			continue
+	execs := make([][]pgExec, len(rs))
+	for i, r := range rs {
+		for _, rc := range RowChanges(r) {
+			st := p.stmts[rc.Op]
+			if st == nil {
+				continue
+			}
+			args, err := bindRow(st, &rc)
+			if err != nil {
+				return bus.Permanent(fmt.Errorf("postgres reaction %s: %w", p.id, err))
+			}
+			execs[i] = append(execs[i], pgExec{st.sql, args, rc.Key()})
 		}
-		args, err := bindRow(st, &rc)
-		if err != nil {
-			return bus.Permanent(fmt.Errorf("postgres reaction %s: %w", p.id, err))
-		}
-		execs = append(execs, exec{st, args, rc.Key()})
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
 	if err := p.ensureOffsetTable(ctx); err != nil {
 		return p.classify(ctx, "creating the offset table", nil, err)
 	}
-	what := "result " + IdempotencyKey(r)
 	tx, err := p.pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("postgres reaction %s, %s: %w: %v", p.id, what, ErrTargetUnavailable, err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 
-	var stored int64
-	err = tx.QueryRow(ctx, `SELECT seq FROM `+p.table+` WHERE reaction = $1 AND query = $2 FOR UPDATE`, p.id, r.Query).Scan(&stored)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-	case err != nil:
-		return p.classify(ctx, what+": reading the offset row", tx, err)
-	case uint64(stored) >= r.Seq:
-		p.m.skipped.WithLabelValues(p.id).Inc()
-		p.log.Debug("result already applied; skipping", "query", r.Query, "seq", r.Seq, "applied_through", stored)
-		return nil
-	case uint64(stored)+1 < r.Seq:
-		p.log.Warn("gap in the results: applying the result after a missing one", "query", r.Query, "seq", r.Seq, "applied_through", stored)
-	}
-	for _, e := range execs {
-		if _, err := tx.Exec(ctx, e.st.sql, e.args); err != nil {
-			return p.classify(ctx, "row change "+e.key, tx, err)
+	// The offset rows of the batch's queries, locked until the commit.
+	var queries []string
+	for _, r := range rs {
+		if !slices.Contains(queries, r.Query) {
+			queries = append(queries, r.Query)
 		}
 	}
-	tag, err := tx.Exec(ctx, `INSERT INTO `+p.table+` (reaction, query, seq) VALUES ($1, $2, $3)
-		ON CONFLICT (reaction, query) DO UPDATE SET seq = EXCLUDED.seq, updated_at = now()
-		WHERE `+p.table+`.seq < EXCLUDED.seq`, p.id, r.Query, int64(r.Seq))
+	stored := make(map[string]uint64, len(queries))
+	rows, err := tx.Query(ctx, `SELECT query, seq FROM `+p.table+` WHERE reaction = $1 AND query = ANY($2) FOR UPDATE`, p.id, queries)
 	if err != nil {
-		return p.classify(ctx, what+": writing the offset row", tx, err)
+		return p.classify(ctx, what+": reading the offset rows", tx, err)
 	}
-	if tag.RowsAffected() != 1 {
-		// Another transaction recorded this seq or a later one first (a
-		// second instance): ours rolls back, the effect is there once.
-		p.m.skipped.WithLabelValues(p.id).Inc()
+	for rows.Next() {
+		var q string
+		var seq int64
+		if err := rows.Scan(&q, &seq); err != nil {
+			rows.Close()
+			return p.classify(ctx, what+": reading the offset rows", tx, err)
+		}
+		stored[q] = uint64(seq)
+	}
+	if err := rows.Err(); err != nil {
+		return p.classify(ctx, what+": reading the offset rows", tx, err)
+	}
+
+	var batch pgx.Batch
+	var keys []string // of the queued statements, for errors
+	through := make(map[string]uint64, len(queries))
+	applied, skipped := 0, 0
+	for i, r := range rs {
+		last := max(stored[r.Query], through[r.Query])
+		if r.Seq <= last {
+			skipped++
+			p.log.Debug("result already applied; skipping", "query", r.Query, "seq", r.Seq, "applied_through", last)
+			continue
+		}
+		if last > 0 && r.Seq != last+1 {
+			p.log.Warn("gap in the results: applying the result after a missing one", "query", r.Query, "seq", r.Seq, "applied_through", last)
+		}
+		for _, e := range execs[i] {
+			batch.Queue(e.sql, e.args)
+			keys = append(keys, "row change "+e.key)
+		}
+		through[r.Query] = r.Seq
+		applied++
+	}
+	if applied == 0 {
+		p.m.skipped.WithLabelValues(p.id).Add(float64(skipped))
 		return nil
+	}
+	offsets := 0
+	for _, q := range queries {
+		if seq, ok := through[q]; ok {
+			batch.Queue(`INSERT INTO `+p.table+` (reaction, query, seq) VALUES ($1, $2, $3)
+				ON CONFLICT (reaction, query) DO UPDATE SET seq = EXCLUDED.seq, updated_at = now()
+				WHERE `+p.table+`.seq < EXCLUDED.seq`, p.id, q, int64(seq))
+			keys = append(keys, fmt.Sprintf("offset row of %s (seq %d)", q, seq))
+			offsets++
+		}
+	}
+	br := tx.SendBatch(ctx, &batch)
+	for i, key := range keys {
+		tag, err := br.Exec()
+		if err != nil {
+			_ = br.Close()
+			return p.classify(ctx, key, tx, err)
+		}
+		if i >= len(keys)-offsets && tag.RowsAffected() != 1 {
+			// Another instance recorded this seq or a later one first
+			// (its offset row was inserted after we read): roll back and
+			// let the retry read the offset again.
+			_ = br.Close()
+			return fmt.Errorf("postgres reaction %s, %s: %s: %w: another writer applied it meanwhile", p.id, what, key, ErrTargetUnavailable)
+		}
+	}
+	if err := br.Close(); err != nil {
+		return p.classify(ctx, what, tx, err)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		// The outcome is unknown when the connection broke during the
-		// commit; retrying is safe: the offset row tells.
+		// commit; retrying is safe: the offset rows tell.
 		return p.classify(ctx, what+": commit", nil, err)
 	}
-	p.m.applied.WithLabelValues(p.id).Inc()
+	p.m.applied.WithLabelValues(p.id).Add(float64(applied))
+	p.m.skipped.WithLabelValues(p.id).Add(float64(skipped))
 	return nil
 }
 

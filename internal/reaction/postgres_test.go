@@ -296,3 +296,87 @@ func TestPostgresPermanentErrors(t *testing.T) {
 		t.Fatalf("no server: %v", err)
 	}
 }
+
+// rowsResult is a result of query with n added rows, the effects table's
+// columns.
+func rowsResult(query string, seq uint64, n int) *change.Result {
+	r := &change.Result{Query: query, Seq: seq}
+	for i := range n {
+		r.Added = append(r.Added, change.Row{"q": query, "seq": seq, "name": fmt.Sprintf("row %d", i)})
+	}
+	return r
+}
+
+// ReactBatch applies many results in one transaction, skips what the
+// offsets cover, and applies nothing when one result fails.
+func TestPostgresBatch(t *testing.T) {
+	g := newPGTarget(t)
+	p := newPostgres(t, &config.PostgresReaction{Connection: g.dsn, Added: insertEffect})
+	var _ reaction.BatchReaction = p
+	count := func() (n int) {
+		t.Helper()
+		if err := g.db.QueryRow(t.Context(), `SELECT count(*) FROM effects`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	var batch []*change.Result
+	for seq := uint64(1); seq <= 50; seq++ {
+		batch = append(batch, rowsResult("q1", seq, 3), rowsResult("q2", seq, 1))
+	}
+	if err := p.ReactBatch(t.Context(), batch[:60]); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.ReactBatch(t.Context(), batch[40:]); err != nil { // overlaps: 40..59 again
+		t.Fatal(err)
+	}
+	if n := count(); n != 50*4 {
+		t.Fatalf("%d effect rows, want %d", n, 50*4)
+	}
+	// One bad result (a NULL where the table forbids it) fails the batch
+	// whole; one at a time, only it fails.
+	bad := []*change.Result{rowsResult("q1", 51, 2), {Query: "q1", Seq: 52, Added: []change.Row{{"q": nil, "seq": 52, "name": "bad"}}}, rowsResult("q1", 53, 2)}
+	err := p.ReactBatch(t.Context(), bad)
+	if !bus.IsPermanent(err) || !errors.Is(err, reaction.ErrTargetRejected) || !strings.Contains(err.Error(), "q1:52:0") {
+		t.Fatalf("batch with a bad result: %v, want permanent ErrTargetRejected naming q1:52:0", err)
+	}
+	if n := count(); n != 200 {
+		t.Fatalf("the failed batch left %d rows behind", n-200)
+	}
+	var perm []uint64
+	for _, r := range bad {
+		if err := p.React(t.Context(), r); bus.IsPermanent(err) {
+			perm = append(perm, r.Seq)
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(perm) != 1 || perm[0] != 52 || count() != 204 {
+		t.Fatalf("one at a time: permanent %v, %d rows", perm, count())
+	}
+}
+
+// BenchmarkPostgres measures row changes applied per second, one result
+// per transaction and 100 results per transaction, 10 rows per result.
+func BenchmarkPostgres(b *testing.B) {
+	for _, batch := range []int{1, 100} {
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
+			g := newPGTarget(b)
+			p := newPostgres(b, &config.PostgresReaction{Connection: g.dsn, Added: insertEffect})
+			const rows = 10
+			seq := uint64(0)
+			b.ResetTimer()
+			for b.Loop() {
+				rs := make([]*change.Result, batch)
+				for i := range rs {
+					seq++
+					rs[i] = rowsResult("q1", seq, rows)
+				}
+				if err := p.ReactBatch(b.Context(), rs); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*batch*rows)/b.Elapsed().Seconds(), "rows/s")
+		})
+	}
+}
