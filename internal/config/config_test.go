@@ -397,6 +397,7 @@ func TestProblems(t *testing.T) {
 		{"nats subject", "reactions:\n  - {kind: nats, id: r, queries: [q]}\n", "reactions[0].subject", "required"},
 		{"nats subject template", "reactions:\n  - {kind: nats, id: r, queries: [q], subject: 'a.{{'}\n", "reactions[0].subject", "not a valid Go template"},
 		{"nats mode", "reactions:\n  - {kind: nats, id: r, queries: [q], subject: a, mode: kafka}\n", "reactions[0].mode", `"kafka" is not one of jetstream, core`},
+		{"sse path root", "reactions:\n  - {kind: sse, id: r, queries: [q], listen: ':1', path: /}\n", "reactions[0].path", "the page is served at /"},
 		{"sse listen", "reactions:\n  - {kind: sse, id: r, queries: [q], listen: 8080}\n", "reactions[0].listen", "not host:port"},
 		{"sse path", "reactions:\n  - {kind: sse, id: r, queries: [q], listen: ':1', path: events}\n", "reactions[0].path", "must start with /"},
 	}

@@ -523,6 +523,8 @@ func (s *SSEReaction) validate(ps *problems, path string, _ *Reaction) {
 	}
 	if !strings.HasPrefix(s.Path, "/") {
 		ps.add(join(path, "path"), "%q must start with /", s.Path)
+	} else if strings.Trim(s.Path, "/") == "" {
+		ps.add(join(path, "path"), "%q: the page is served at /; give the streams a path of their own, e.g. /events", s.Path)
 	}
 }
 

@@ -140,6 +140,10 @@ func NewHTTP(id string, spec *config.HTTPReaction, opts HTTPOptions) (*HTTP, err
 		client: &http.Client{
 			Transport: transport,
 			Timeout:   spec.Timeout.D(),
+			// A webhook that redirects is answered like any other 3xx
+			// (permanent): following it would re-send the body and the
+			// credentials somewhere the config does not name.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 		headers:       make(http.Header),
 		perRow:        spec.PerRow,

@@ -270,6 +270,9 @@ func TestHTTPClassifiesResponses(t *testing.T) {
 			}
 			return
 		}
+		if s >= 300 && s < 400 {
+			rw.Header().Set("Location", "/elsewhere")
+		}
 		rw.WriteHeader(s)
 		fmt.Fprintf(rw, "status %d:\n  field  'id'\tis bad", s)
 	}))
@@ -291,7 +294,7 @@ func TestHTTPClassifiesResponses(t *testing.T) {
 	for _, tc := range []struct {
 		status    int
 		permanent bool
-	}{{200, false}, {201, false}, {408, false}, {429, false}, {500, false}, {502, false}, {503, false},
+	}{{200, false}, {201, false}, {302, true}, {408, false}, {429, false}, {500, false}, {502, false}, {503, false},
 		{400, true}, {401, true}, {404, true}, {409, true}, {422, true}, {0, false}} {
 		mu.Lock()
 		status = tc.status

@@ -102,7 +102,10 @@ type logLine struct {
 }
 
 // React implements Reaction.
-func (l *Log) React(_ context.Context, r *change.Result) error {
+func (l *Log) React(ctx context.Context, r *change.Result) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("writing result %s/%d: %w", r.Query, r.Seq, err)
+	}
 	var line []byte
 	var err error
 	if l.Text {
