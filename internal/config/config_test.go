@@ -484,6 +484,7 @@ sources:
 reactions:
   - {kind: postgres, id: p, queries: [q], connection: 'postgres://u:${PW}@h/d', added: x}
   - {kind: http, id: h, queries: [q], baseUrl: 'https://u:${PW}@h', headers: {Authorization: 'Bearer ${PW}'}}
+  - {kind: http, id: h2, queries: [q], baseUrl: 'https://h', routes: {q: {added: {path: /a, headers: {X-Key: '${PW}'}}}}}
 `,
 		`nats: {url: 'nats://h', token: '${PW}'}`,
 		// Invalid configs: the errors must not quote secrets either.

@@ -43,8 +43,14 @@ const sseClientBuffer = 1024
 // sseRetryMillis is the reconnection delay the streams ask browsers for.
 const sseRetryMillis = 500
 
+// DefaultSSEWriteTimeout bounds one write to a client.
+const DefaultSSEWriteTimeout = 10 * time.Second
+
 // SSEOptions tune an sse reaction.
 type SSEOptions struct {
+	// WriteTimeout bounds each write to a client; a client that does not
+	// read for that long is disconnected. Default DefaultSSEWriteTimeout.
+	WriteTimeout time.Duration
 	// Logger and Registerer default to discarding and a private registry.
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
@@ -74,6 +80,7 @@ type SSE struct {
 	queries []string
 	log     *slog.Logger
 	clients prometheus.Gauge
+	writeTO time.Duration
 
 	mu      sync.Mutex
 	sets    map[string]*resultSet
@@ -111,6 +118,9 @@ func NewSSE(id string, spec *config.SSEReaction, queries []string, opts SSEOptio
 	if opts.Registerer == nil {
 		opts.Registerer = prometheus.NewRegistry()
 	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = DefaultSSEWriteTimeout
+	}
 	path := strings.TrimSuffix(spec.Path, "/")
 	if path == "" || !strings.HasPrefix(path, "/") {
 		return nil, fmt.Errorf("sse reaction %s: path %q must start with / and name something", id, spec.Path)
@@ -125,6 +135,7 @@ func NewSSE(id string, spec *config.SSEReaction, queries []string, opts SSEOptio
 	s := &SSE{
 		id: id, listen: spec.Listen, path: path, queries: slices.Clone(queries), log: opts.Logger,
 		clients: clients.WithLabelValues(id),
+		writeTO: opts.WriteTimeout,
 		sets:    make(map[string]*resultSet),
 		subs:    make(map[*sseClient]struct{}),
 		closing: make(chan struct{}),
@@ -357,11 +368,6 @@ func (s *SSE) serveStream(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("no query %q in this reaction (queries: %s)", query, strings.Join(s.queries, ", ")), http.StatusNotFound)
 		return
 	}
-	flusher, ok := w.(http.Flusher)
-	if !ok {
-		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
-		return
-	}
 	c := &sseClient{query: query, events: make(chan []byte, sseClientBuffer), gone: make(chan struct{})}
 	// The snapshots and the subscription are taken under one lock: no
 	// diff falls between them.
@@ -387,36 +393,46 @@ func (s *SSE) serveStream(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no")
-	if _, err := w.Write(first.Bytes()); err != nil {
+	// Every write has a deadline: a client that stopped reading is cut
+	// instead of holding this goroutine for ever.
+	rc := http.NewResponseController(w)
+	write := func(b ...[]byte) bool {
+		if err := rc.SetWriteDeadline(time.Now().Add(s.writeTO)); err != nil {
+			return false
+		}
+		for _, p := range b {
+			if _, err := w.Write(p); err != nil {
+				return false
+			}
+		}
+		return rc.Flush() == nil
+	}
+	if !write(first.Bytes()) {
 		return
 	}
-	flusher.Flush()
 	keepAlive := time.NewTicker(15 * time.Second)
 	defer keepAlive.Stop()
 	for {
 		select {
 		case ev := <-c.events:
-			if _, err := w.Write(ev); err != nil {
-				return
-			}
 			// Send what queued up meanwhile in the same flush.
+			evs := [][]byte{ev}
 		more:
-			for {
+			for len(evs) < 64 {
 				select {
 				case ev := <-c.events:
-					if _, err := w.Write(ev); err != nil {
-						return
-					}
+					evs = append(evs, ev)
 				default:
 					break more
 				}
 			}
-			flusher.Flush()
-		case <-keepAlive.C:
-			if _, err := w.Write([]byte(": keep-alive\n\n")); err != nil {
+			if !write(evs...) {
 				return
 			}
-			flusher.Flush()
+		case <-keepAlive.C:
+			if !write([]byte(": keep-alive\n\n")) {
+				return
+			}
 		case <-c.gone:
 			return
 		case <-s.closing:

@@ -6,12 +6,15 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tributary/tributary/internal/config"
 	"github.com/tributary/tributary/internal/reaction"
@@ -121,6 +124,19 @@ func (r *sseReader) all() []sseEvent {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]sseEvent(nil), r.events...)
+}
+
+// count is the number of events named name so far.
+func (r *sseReader) count(name string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, ev := range r.events {
+		if ev.name == name {
+			n++
+		}
+	}
+	return n
 }
 
 func (r *sseReader) diffs(t testing.TB) []reactiontest.Effect {
@@ -268,5 +284,72 @@ func TestSSEBootstrapFromResultsHistory(t *testing.T) {
 	}
 	if d := r.diffs(t); d[0].Seq != 6 {
 		t.Fatalf("diffs %v", d)
+	}
+}
+
+func gaugeValue(t testing.TB, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	return 0
+}
+
+// A client that stops reading is cut; React never waits for it, and a
+// client that reads gets every diff.
+func TestSSESlowClientIsCutNotWaitedFor(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	spec := &config.SSEReaction{Listen: "127.0.0.1:0", Path: "/events"}
+	s, err := reaction.NewSSE("live", spec, []string{"q1"}, reaction.SSEOptions{WriteTimeout: 300 * time.Millisecond, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.Stop(ctx); err != nil {
+			t.Errorf("stop: %v", err)
+		}
+	}()
+	stalled, err := net.Dial("tcp", s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stalled.Close()
+	if _, err := stalled.Write([]byte("GET /events/q1 HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	// It never reads.
+	fast := readSSE(t, streamURL(s, "q1"), nil)
+	testwait.Until(t, 5*time.Second, "two clients", func() bool { return gaugeValue(t, reg, "tributary_reaction_sse_clients") == 2 })
+
+	big := strings.Repeat("x", 8<<10)
+	const n = 2000
+	var slowest time.Duration
+	for seq := uint64(1); seq <= n; seq++ {
+		start := time.Now()
+		if err := s.React(t.Context(), &change.Result{Query: "q1", Seq: seq, Added: []change.Row{{"seq": seq, "pad": big}}}); err != nil {
+			t.Fatal(err)
+		}
+		slowest = max(slowest, time.Since(start))
+		if seq%250 == 0 { // pace the reading client so that it never falls behind
+			testwait.Until(t, 10*time.Second, "the reading client to catch up", func() bool { return fast.count(reaction.EventDiff) == int(seq) })
+		}
+	}
+	if slowest > time.Second {
+		t.Fatalf("a React took %s: it waited for a client", slowest)
+	}
+	testwait.Until(t, 10*time.Second, "the stalled client to be cut", func() bool { return gaugeValue(t, reg, "tributary_reaction_sse_clients") == 1 })
+	if got := fast.diffs(t); len(got) != n || got[n-1].Seq != n {
+		t.Fatalf("the reading client got %d diffs", len(got))
 	}
 }
