@@ -220,7 +220,11 @@ func (p *Postgres) ReactBatch(ctx context.Context, rs []*change.Result) error {
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
 	if err := p.ensureOffsetTable(ctx); err != nil {
-		return p.classify(ctx, "creating the offset table", nil, err)
+		// Never permanent: the table is the reaction's, not the result's
+		// (a missing schema or privilege would otherwise dead-letter every
+		// result); retried until an operator fixes it.
+		p.log.Error("creating the offset table failed; retrying", "table", p.table, "err", err)
+		return fmt.Errorf("postgres reaction %s: creating the offset table %s: %w: %v", p.id, p.table, ErrTargetUnavailable, err)
 	}
 	tx, err := p.pool.Begin(ctx)
 	if err != nil {

@@ -380,3 +380,21 @@ func BenchmarkPostgres(b *testing.B) {
 		})
 	}
 }
+
+// An offset table that cannot be created (its schema is missing) is
+// retried, not a reason to dead-letter results.
+func TestPostgresOffsetTableProblemIsRetryable(t *testing.T) {
+	g := newPGTarget(t)
+	p := newPostgres(t, &config.PostgresReaction{Connection: g.dsn, Added: insertEffect, OffsetTable: "later.offsets"})
+	err := p.React(t.Context(), reactiontest.Result("q1", 1))
+	if err == nil || bus.IsPermanent(err) || !errors.Is(err, reaction.ErrTargetUnavailable) {
+		t.Fatalf("missing schema: %v, want retryable", err)
+	}
+	g.exec(`CREATE SCHEMA later`)
+	if err := p.React(t.Context(), reactiontest.Result("q1", 1)); err != nil {
+		t.Fatal(err)
+	}
+	if got := g.effects(t); len(got) != 1 {
+		t.Fatalf("effects %v", got)
+	}
+}
