@@ -15,6 +15,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"text/template"
 	"time"
 
@@ -72,6 +73,17 @@ type HTTP struct {
 	maxRetryAfter time.Duration
 	log           *slog.Logger
 	m             *httpMetrics
+
+	mu       sync.Mutex
+	progress map[string]httpProgress // by query: a result whose requests partly succeeded
+}
+
+// httpProgress says that the first done requests of result seq succeeded:
+// its retry starts after them (a restart starts over: the keys let the
+// target drop the repeats).
+type httpProgress struct {
+	seq  uint64
+	done int
 }
 
 type httpRoute struct {
@@ -148,6 +160,7 @@ func NewHTTP(id string, spec *config.HTTPReaction, opts HTTPOptions) (*HTTP, err
 		headers:       make(http.Header),
 		perRow:        spec.PerRow,
 		routes:        make(map[string]*httpRoute),
+		progress:      make(map[string]httpProgress),
 		maxRetryAfter: opts.MaxRetryAfter,
 		log:           opts.Logger,
 	}
@@ -245,8 +258,10 @@ type httpRequest struct {
 }
 
 // React implements Reaction: it sends the result's requests in order and
-// returns nil once every one got a 2xx. A redelivered result is sent again
-// from its first request, with the same idempotency keys.
+// returns nil once every one got a 2xx. A retry of a result whose first
+// requests succeeded in this process resumes after them; a redelivered
+// result is otherwise sent again from its first request, with the same
+// idempotency keys.
 func (h *HTTP) React(ctx context.Context, r *change.Result) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("webhook for %s: %w", IdempotencyKey(r), err)
@@ -255,8 +270,21 @@ func (h *HTTP) React(ctx context.Context, r *change.Result) error {
 	if err != nil {
 		return bus.Permanent(err)
 	}
-	for _, req := range reqs {
-		if err := h.send(ctx, req); err != nil {
+	h.mu.Lock()
+	p := h.progress[r.Query]
+	delete(h.progress, r.Query)
+	h.mu.Unlock()
+	start := 0
+	if p.seq == r.Seq {
+		start = min(p.done, len(reqs))
+	}
+	for i := start; i < len(reqs); i++ {
+		if err := h.send(ctx, reqs[i]); err != nil {
+			if i > 0 {
+				h.mu.Lock()
+				h.progress[r.Query] = httpProgress{seq: r.Seq, done: i}
+				h.mu.Unlock()
+			}
 			return err
 		}
 	}

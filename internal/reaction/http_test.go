@@ -43,6 +43,7 @@ type webhook struct {
 
 	mu      sync.Mutex
 	mode    string        // "", "reject" (400), "unavailable" (503), "stall"
+	failKey string        // answer this key once with 503
 	stall   chan struct{} // closed to release stalled requests
 	applied []reactiontest.Effect
 	reqs    []recorded
@@ -66,6 +67,10 @@ func (w *webhook) serve(rw http.ResponseWriter, r *http.Request) {
 	key := r.Header.Get(reaction.HeaderIdempotencyKey)
 	w.mu.Lock()
 	mode, stall := w.mode, w.stall
+	if key != "" && key == w.failKey {
+		w.failKey = ""
+		mode = "unavailable"
+	}
 	w.mu.Unlock()
 	switch mode {
 	case "reject":
@@ -194,6 +199,13 @@ func TestHTTPPerMessageBody(t *testing.T) {
 func TestHTTPPerRowBodies(t *testing.T) {
 	w := newWebhook(t)
 	h := newHTTP(t, &config.HTTPReaction{BaseURL: w.srv.URL, PerRow: true})
+	// The second row fails once: the retry resumes after the first.
+	w.mu.Lock()
+	w.failKey = "q1:7:1"
+	w.mu.Unlock()
+	if err := h.React(t.Context(), sampleResult); err == nil || bus.IsPermanent(err) {
+		t.Fatalf("503 on row 1: %v", err)
+	}
 	if err := h.React(t.Context(), sampleResult); err != nil {
 		t.Fatal(err)
 	}
@@ -472,14 +484,30 @@ func writePEM(t *testing.T, path, typ string, der []byte) {
 type flakyWebhook struct {
 	mu         sync.Mutex
 	rnd        *mrand.Rand
-	applied    map[string]int      // key -> times applied
-	lastSeq    map[string]uint64   // query -> last applied seq
-	order      map[string][]uint64 // query -> applied seqs in order
+	rows       int                  // row changes per result (0: one request per result)
+	applied    map[string]int       // key -> times applied
+	last       map[string][2]uint64 // query -> last applied {seq, row}
+	order      map[string][]string  // query -> applied keys in order
 	violations []string
 	requests   int
 	failures   int
 	slow       int
 	repeats    int
+}
+
+// next is the key position that must follow last: the next row of the
+// same result, or the first of the next result.
+func (f *flakyWebhook) next(last [2]uint64) [][2]uint64 {
+	if f.rows == 0 {
+		return [][2]uint64{{last[0] + 1, 0}}
+	}
+	if last == ([2]uint64{}) {
+		return [][2]uint64{{1, 0}}
+	}
+	if last[1]+1 < uint64(f.rows) {
+		return [][2]uint64{{last[0], last[1] + 1}}
+	}
+	return [][2]uint64{{last[0] + 1, 0}}
 }
 
 func (f *flakyWebhook) serve(rw http.ResponseWriter, r *http.Request) {
@@ -499,14 +527,20 @@ func (f *flakyWebhook) serve(rw http.ResponseWriter, r *http.Request) {
 	if f.applied[key] > 0 {
 		f.repeats++
 	} else {
-		e, ok := effectOfKey(key)
-		if !ok {
-			f.violations = append(f.violations, "bad key "+key)
-		} else if e.Seq != f.lastSeq[e.Query]+1 {
-			f.violations = append(f.violations, fmt.Sprintf("%s applied after seq %d", key, f.lastSeq[e.Query]))
+		parts := strings.Split(key, ":")
+		var pos [2]uint64
+		var err error
+		if pos[0], err = strconv.ParseUint(parts[1], 10, 64); err == nil && len(parts) == 3 {
+			pos[1], err = strconv.ParseUint(parts[2], 10, 64)
 		}
-		f.lastSeq[e.Query] = e.Seq
-		f.order[e.Query] = append(f.order[e.Query], e.Seq)
+		q := parts[0]
+		if err != nil || (len(parts) == 3) != (f.rows > 0) {
+			f.violations = append(f.violations, "bad key "+key)
+		} else if want := f.next(f.last[q])[0]; pos != want {
+			f.violations = append(f.violations, fmt.Sprintf("%s applied after %v", key, f.last[q]))
+		}
+		f.last[q] = pos
+		f.order[q] = append(f.order[q], key)
 		f.applied[key]++
 	}
 	if slow {
@@ -524,21 +558,32 @@ func (f *flakyWebhook) serve(rw http.ResponseWriter, r *http.Request) {
 }
 
 // The webhook test, through the real consumer over a real NATS:
-// a target failing 30% at random and slow at times gets every result, in
-// order per query, each idempotency key applied exactly once.
+// a target failing 30% at random and slow at times gets every result (and
+// every row change, perRow), in order per query, each idempotency key
+// applied exactly once.
 func TestHTTPFlakyWebhookThroughConsumer(t *testing.T) {
+	t.Run("PerMessage", func(t *testing.T) { testFlakyWebhook(t, 0) })
+	t.Run("PerRow", func(t *testing.T) { testFlakyWebhook(t, 3) })
+}
+
+func testFlakyWebhook(t *testing.T, rows int) {
 	e := newBusEnv(t)
-	f := &flakyWebhook{rnd: mrand.New(mrand.NewPCG(1, 2)), applied: map[string]int{}, lastSeq: map[string]uint64{}, order: map[string][]uint64{}}
+	f := &flakyWebhook{rnd: mrand.New(mrand.NewPCG(1, uint64(rows))), rows: rows,
+		applied: map[string]int{}, last: map[string][2]uint64{}, order: map[string][]string{}}
 	srv := httptest.NewServer(http.HandlerFunc(f.serve))
 	defer srv.Close()
 	queries := []string{"orders", "drivers", "alerts"}
 	const n = 60
 	for seq := uint64(1); seq <= n; seq++ {
 		for _, q := range queries {
-			e.publishResult(reactiontest.Result(q, seq))
+			r := reactiontest.Result(q, seq)
+			for i := 1; i < rows; i++ {
+				r.Added = append(r.Added, change.Row{"q": q, "seq": seq, "i": i})
+			}
+			e.publishResult(r)
 		}
 	}
-	spec := &config.HTTPReaction{BaseURL: srv.URL, Timeout: config.Duration(100 * time.Millisecond)}
+	spec := &config.HTTPReaction{BaseURL: srv.URL, Timeout: config.Duration(100 * time.Millisecond), PerRow: rows > 0}
 	c := config.Config{Reactions: []config.Reaction{{Kind: config.ReactionHTTP, ID: "flaky", Queries: queries, Spec: spec}}}
 	c.ApplyDefaults()
 	h, err := reaction.NewHTTP("flaky", spec, reaction.HTTPOptions{MaxRetryAfter: 10 * time.Millisecond})
@@ -547,10 +592,11 @@ func TestHTTPFlakyWebhookThroughConsumer(t *testing.T) {
 	}
 	defer h.Close()
 	e.consume("flaky", queries, h)
-	testwait.Until(t, 90*time.Second, "every result applied", func() bool {
+	perResult := max(rows, 1)
+	testwait.Until(t, 90*time.Second, "every effect applied", func() bool {
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		return len(f.applied) == n*len(queries)
+		return len(f.applied) == n*len(queries)*perResult
 	})
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -558,7 +604,7 @@ func TestHTTPFlakyWebhookThroughConsumer(t *testing.T) {
 		t.Fatalf("order violations: %v", f.violations)
 	}
 	for _, q := range queries {
-		if len(f.order[q]) != n || f.order[q][n-1] != n {
+		if len(f.order[q]) != n*perResult {
 			t.Fatalf("query %s applied %v", q, f.order[q])
 		}
 	}
@@ -570,7 +616,7 @@ func TestHTTPFlakyWebhookThroughConsumer(t *testing.T) {
 	if f.failures == 0 || f.slow == 0 {
 		t.Fatalf("the faults did not happen: %d failures, %d slow", f.failures, f.slow)
 	}
-	t.Logf("%d requests for %d results: %d failed, %d slow, %d repeats of applied keys", f.requests, n*len(queries), f.failures, f.slow, f.repeats)
+	t.Logf("%d requests for %d effects: %d failed, %d slow, %d repeats of applied keys", f.requests, n*len(queries)*perResult, f.failures, f.slow, f.repeats)
 }
 
 // A 400 dead-letters the result with the status and the reason; the

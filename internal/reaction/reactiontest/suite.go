@@ -38,7 +38,8 @@ type Target struct {
 	// cannot fix, until heal is called. Nil when the target cannot refuse
 	// that way (the suite then checks nothing for it).
 	BreakPermanent func(t testing.TB) (heal func())
-	// BreakRetryable makes the target unavailable until heal is called.
+	// BreakRetryable makes the target unavailable until heal is called. Nil
+	// when the target cannot be made unavailable.
 	BreakRetryable func(t testing.TB) (heal func())
 	// Stall makes the target hang (accept and not answer) until release is
 	// called. Nil when the target cannot hang.
