@@ -80,12 +80,11 @@ func (e *busEnv) publishResult(r *change.Result) {
 func (e *busEnv) consume(id string, queries []string, r reaction.Reaction) *bus.Consumer {
 	e.t.Helper()
 	opts := reaction.ConsumerOptions(e.topo, id, queries)
-	// Retry in place, quickly and without limit. MaxAckPending 1 keeps a
-	// failed result from being overtaken by the next one while it waits
-	// for redelivery (a Nak'd message stays pending).
+	// Retry quickly and without limit. (ConsumerOptions' MaxAckPending of
+	// 1 keeps a failed result from being overtaken by the next one while
+	// it waits for redelivery: a Nak'd message stays pending.)
 	opts.BackOff = []time.Duration{5 * time.Millisecond, 20 * time.Millisecond}
 	opts.MaxDeliver = -1
-	opts.MaxAckPending = 1
 	opts.FetchWait = 200 * time.Millisecond
 	opts.AckWait = 10 * time.Second
 	cons, err := e.conn.Consume(e.t.Context(), opts, reaction.Handler(r))

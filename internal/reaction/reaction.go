@@ -36,7 +36,7 @@ func ConsumerOptions(topo streams.Topology, reactionID string, queries []string)
 		DeadLetterSubject: topo.DeadLetterSubject(topo.Results.Name, durable),
 		AckWait:           topo.Consumers.AckWait,
 		MaxDeliver:        topo.Consumers.MaxDeliver,
-		MaxAckPending:     topo.Consumers.MaxAckPending,
+		MaxAckPending:     1, // no result overtakes a failed or crashed-in-flight one (offsets would skip it)
 		BackOff:           topo.Consumers.BackOff,
 		Concurrency:       1,
 	}
