@@ -396,6 +396,7 @@ func TestProblems(t *testing.T) {
 		{"postgres offset table", "reactions:\n  - {kind: postgres, id: r, queries: [q], connection: 'host=h', added: x, offsetTable: 'x;drop'}\n", "reactions[0].offsetTable", "must be a table name"},
 		{"nats subject", "reactions:\n  - {kind: nats, id: r, queries: [q]}\n", "reactions[0].subject", "required"},
 		{"nats subject template", "reactions:\n  - {kind: nats, id: r, queries: [q], subject: 'a.{{'}\n", "reactions[0].subject", "not a valid Go template"},
+		{"nats subject prefix", "reactions:\n  - {kind: nats, id: r, queries: [q], subject: 'tributary.results.{{.query}}'}\n", "reactions[0].subject", "belongs to Tributary's own streams"},
 		{"nats mode", "reactions:\n  - {kind: nats, id: r, queries: [q], subject: a, mode: kafka}\n", "reactions[0].mode", `"kafka" is not one of jetstream, core`},
 		{"sse path root", "reactions:\n  - {kind: sse, id: r, queries: [q], listen: ':1', path: /}\n", "reactions[0].path", "the page is served at /"},
 		{"sse listen", "reactions:\n  - {kind: sse, id: r, queries: [q], listen: 8080}\n", "reactions[0].listen", "not host:port"},

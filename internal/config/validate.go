@@ -106,6 +106,9 @@ func (c *Config) validate(ps *problems) {
 		if r.Spec != nil && r.Spec.ReactionKind() == r.Kind {
 			r.Spec.validate(ps, p, r)
 		}
+		if n, ok := r.Spec.(*NATSReaction); ok && strings.HasPrefix(n.Subject, c.NATS.SubjectPrefix+".") {
+			ps.add(join(p, "subject"), "%q is under nats.subjectPrefix %q, which belongs to Tributary's own streams", n.Subject, c.NATS.SubjectPrefix)
+		}
 	}
 }
 
