@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need from the OS: the Postgres server binaries
-# (initdb, pg_ctl, postgres) and the "postgres" OS user that runs them when
-# the tests run as root (Postgres refuses to run as root).
+# (initdb, pg_ctl, postgres), the "postgres" OS user that runs them when
+# the tests run as root (Postgres refuses to run as root), and Chromium
+# (the sse reaction's live page is tested in a real browser).
 #
 # Idempotent: when the binaries are already found (same search as
 # internal/pgtest: $PG_BIN, PATH, /usr/local/bin, /usr/lib/postgresql/*/bin)
@@ -87,4 +88,19 @@ else
 	fi
 	as_root useradd --system "${group_opt[@]}" --home-dir /var/lib/postgresql --shell /bin/bash postgres
 	log "OS user postgres created: $(id postgres)"
+fi
+
+# A real browser for the live page test of the sse reaction
+# (internal/reaction, driven by chromedp): Debian's chromium package.
+if command -v chromium >/dev/null 2>&1; then
+	log "chromium found: $(command -v chromium)"
+else
+	if ! command -v apt-get >/dev/null 2>&1; then
+		log "no chromium and no apt-get: install Chromium and put it on PATH as chromium" >&2
+		exit 1
+	fi
+	log "no chromium found; installing the chromium package"
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get update
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
+	log "chromium installed: $(command -v chromium)"
 fi

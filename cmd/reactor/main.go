@@ -8,9 +8,12 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/tributary/tributary/internal/app"
 	"github.com/tributary/tributary/internal/config"
 	"github.com/tributary/tributary/internal/reaction"
+	"github.com/tributary/tributary/pkg/bus"
 	"github.com/tributary/tributary/pkg/lifecycle"
 )
 
@@ -22,6 +25,9 @@ func build(ctx context.Context, rt *app.Runtime) ([]*lifecycle.Component, error)
 	var comps []*lifecycle.Component
 	for _, r := range rt.Config.Reactions {
 		var react reaction.Reaction
+		// startReaction, when set, is a start step before the consumer's:
+		// its undo runs after the consumer drained.
+		var startReaction func(context.Context) (lifecycle.Undo, error)
 		switch spec := r.Spec.(type) {
 		case *config.LogReaction:
 			l, err := reaction.NewLog(r.ID, spec.Format, os.Stdout)
@@ -29,12 +35,43 @@ func build(ctx context.Context, rt *app.Runtime) ([]*lifecycle.Component, error)
 				return nil, err
 			}
 			react = l
+		case *config.HTTPReaction:
+			h, err := reaction.NewHTTP(r.ID, spec, reaction.HTTPOptions{
+				Logger: rt.Log.With("component", "reaction", "id", r.ID), Registerer: rt.Registry})
+			if err != nil {
+				return nil, err
+			}
+			react, startReaction = h, closeStep(h.Close)
+		case *config.PostgresReaction:
+			p, err := reaction.NewPostgres(r.ID, spec, reaction.PostgresOptions{
+				Logger: rt.Log.With("component", "reaction", "id", r.ID), Registerer: rt.Registry})
+			if err != nil {
+				return nil, err
+			}
+			react, startReaction = p, closeStep(p.Close)
+		case *config.NATSReaction:
+			n, err := reaction.NewNATS(r.ID, spec, rt.Bus.NATS(), reaction.NATSOptions{
+				Logger: rt.Log.With("component", "reaction", "id", r.ID)})
+			if err != nil {
+				return nil, err
+			}
+			react = n
+		case *config.SSEReaction:
+			s, err := reaction.NewSSE(r.ID, spec, r.Queries, reaction.SSEOptions{
+				Logger: rt.Log.With("component", "reaction", "id", r.ID), Registerer: rt.Registry})
+			if err != nil {
+				return nil, err
+			}
+			react, startReaction = s, sseStep(rt, s)
 		default:
-			return nil, fmt.Errorf("reaction %s: kind %q is not implemented by this reactor yet (available: log)", r.ID, r.Kind)
+			return nil, fmt.Errorf("reaction %s: kind %q is not known to this reactor", r.ID, r.Kind)
 		}
 		comp, err := rt.NewComponent("reaction", r.ID)
 		if err != nil {
 			return nil, err
+		}
+		if startReaction != nil {
+			comp.AddStep("reaction target", startReaction)
 		}
 		opts := reaction.ConsumerOptions(rt.Topology, r.ID, r.Queries)
 		opts.Logger = rt.Log.With("component", "reaction", "id", r.ID)
@@ -43,4 +80,31 @@ func build(ctx context.Context, rt *app.Runtime) ([]*lifecycle.Component, error)
 		comps = append(comps, comp)
 	}
 	return comps, nil
+}
+
+// closeStep undoes to close: steps are undone in reverse, so close runs
+// after the consumer step's drain.
+func closeStep(close func()) func(context.Context) (lifecycle.Undo, error) {
+	return func(context.Context) (lifecycle.Undo, error) {
+		return func(context.Context) error { close(); return nil }, nil
+	}
+}
+
+// sseStep rebuilds the sse reaction's result sets from the results history,
+// then serves them; undo stops the server.
+func sseStep(rt *app.Runtime, s *reaction.SSE) func(context.Context) (lifecycle.Undo, error) {
+	return func(ctx context.Context) (lifecycle.Undo, error) {
+		js, err := jetstream.New(rt.Bus.NATS())
+		if err != nil {
+			return nil, err
+		}
+		subject := func(q string) string { return rt.Topology.ResultSubject(bus.Token(q)) }
+		if err := s.Bootstrap(ctx, js, rt.Topology.Results.Name, subject); err != nil {
+			return nil, err
+		}
+		if err := s.Start(ctx); err != nil {
+			return nil, err
+		}
+		return s.Stop, nil
+	}
 }

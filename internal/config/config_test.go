@@ -259,6 +259,9 @@ func TestMinimalSectionsAreValid(t *testing.T) {
 		"schema tables":  "sources:\n  - {kind: postgres, id: s, database: d, tables: [inv.items, orders], tableKeys: [{table: public.orders, keyColumns: [a, b]}]}\n",
 		"postgres react": "reactions:\n  - {kind: postgres, id: r, queries: [q], connection: 'postgres://u@h/db', deleted: DELETE FROM t}\n",
 		"http no routes": "reactions:\n  - {kind: http, id: r, queries: [q], baseUrl: 'https://h/x', headers: {Authorization: Bearer x}}\n",
+		"http full":      "reactions:\n  - {kind: http, id: r, queries: [q], baseUrl: 'https://h', perRow: true, tls: {ca: ca.pem, cert: c.pem, key: k.pem}, routes: {q: {updated: {path: /u, method: PUT, headers: {X-A: b}, body: '{{json .after}}'}}}}\n",
+		"nats":           "reactions:\n  - {kind: nats, id: r, queries: [q], subject: 'out.{{.query}}', perRow: true, mode: core}\n",
+		"postgres table": "reactions:\n  - {kind: postgres, id: r, queries: [q], connection: 'host=h', added: x, offsetTable: ops.offsets}\n",
 	} {
 		t.Run(name, func(t *testing.T) {
 			mustParse(t, doc, nil)
@@ -379,7 +382,7 @@ func TestProblems(t *testing.T) {
 		{"parameter name", "queries:\n  - {id: q, sources: [{sourceId: s}], query: x, parameters: {'a-b': 1}}\n", "queries[0].parameters.a-b", "parameter name"},
 		{"query text", "queries:\n  - {id: q, sources: [{sourceId: s}], query: '  '}\n", "queries[0].query", "required"},
 		// reactions.
-		{"reaction kind unknown", "reactions:\n  - {kind: kafka, id: r, queries: [q], topic: t}\n", "reactions[0].kind", `unknown reaction kind "kafka" (want one of http, log, postgres, sse)`},
+		{"reaction kind unknown", "reactions:\n  - {kind: kafka, id: r, queries: [q], topic: t}\n", "reactions[0].kind", `unknown reaction kind "kafka" (want one of http, log, nats, postgres, sse)`},
 		{"reaction kind missing", "reactions:\n  - {id: r, queries: [q]}\n", "reactions[0].kind", "required"},
 		{"reaction id dup", "reactions:\n  - {kind: log, id: r, queries: [q]}\n  - {kind: log, id: r, queries: [q]}\n", "reactions[1].id", "duplicate reaction id"},
 		{"reaction queries missing", "reactions:\n  - {kind: log, id: r}\n", "reactions[0].queries", "required"},
@@ -398,6 +401,15 @@ func TestProblems(t *testing.T) {
 		{"retry deliver", "reactions:\n  - {kind: http, id: r, queries: [q], baseUrl: 'http://h', retry: {maxDeliver: -1}}\n", "reactions[0].retry.maxDeliver", "at least 1"},
 		{"postgres statements", "reactions:\n  - {kind: postgres, id: r, queries: [q], connection: 'host=h'}\n", "reactions[0]", "at least one of added, updated, deleted"},
 		{"postgres connection", "reactions:\n  - {kind: postgres, id: r, queries: [q], added: x}\n", "reactions[0].connection", "required"},
+		{"http tls half", "reactions:\n  - {kind: http, id: r, queries: [q], baseUrl: 'http://h', tls: {cert: c.pem}}\n", "reactions[0].tls", "cert and key must be given together"},
+		{"http body template", "reactions:\n  - {kind: http, id: r, queries: [q], baseUrl: 'http://h', routes: {q: {added: {path: /a, body: '{{.after'}}}}\n", "reactions[0].routes.q.added.body", "not a valid Go template"},
+		{"http call header", "reactions:\n  - {kind: http, id: r, queries: [q], baseUrl: 'http://h', routes: {q: {added: {path: /a, headers: {'a b': c}}}}}\n", "reactions[0].routes.q.added.headers.a b", "header name"},
+		{"postgres offset table", "reactions:\n  - {kind: postgres, id: r, queries: [q], connection: 'host=h', added: x, offsetTable: 'x;drop'}\n", "reactions[0].offsetTable", "must be a table name"},
+		{"nats subject", "reactions:\n  - {kind: nats, id: r, queries: [q]}\n", "reactions[0].subject", "required"},
+		{"nats subject template", "reactions:\n  - {kind: nats, id: r, queries: [q], subject: 'a.{{'}\n", "reactions[0].subject", "not a valid Go template"},
+		{"nats subject prefix", "reactions:\n  - {kind: nats, id: r, queries: [q], subject: 'tributary.results.{{.query}}'}\n", "reactions[0].subject", "belongs to Tributary's own streams"},
+		{"nats mode", "reactions:\n  - {kind: nats, id: r, queries: [q], subject: a, mode: kafka}\n", "reactions[0].mode", `"kafka" is not one of jetstream, core`},
+		{"sse path root", "reactions:\n  - {kind: sse, id: r, queries: [q], listen: ':1', path: /}\n", "reactions[0].path", "the page is served at /"},
 		{"sse listen", "reactions:\n  - {kind: sse, id: r, queries: [q], listen: 8080}\n", "reactions[0].listen", "not host:port"},
 		{"sse path", "reactions:\n  - {kind: sse, id: r, queries: [q], listen: ':1', path: events}\n", "reactions[0].path", "must start with /"},
 	}
@@ -484,6 +496,7 @@ sources:
 reactions:
   - {kind: postgres, id: p, queries: [q], connection: 'postgres://u:${PW}@h/d', added: x}
   - {kind: http, id: h, queries: [q], baseUrl: 'https://u:${PW}@h', headers: {Authorization: 'Bearer ${PW}'}}
+  - {kind: http, id: h2, queries: [q], baseUrl: 'https://h', routes: {q: {added: {path: /a, headers: {X-Key: '${PW}'}}}}}
 `,
 		`nats: {url: 'nats://h', token: '${PW}'}`,
 		// Invalid configs: the errors must not quote secrets either.

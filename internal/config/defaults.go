@@ -114,6 +114,15 @@ func (h *HTTPReaction) applyDefaults() {
 	h.Retry.applyDefaults()
 }
 
-func (p *PostgresReaction) applyDefaults() { p.Retry.applyDefaults() }
+func (p *PostgresReaction) applyDefaults() {
+	setString(&p.OffsetTable, DefaultOffsetTable)
+	setDuration(&p.Timeout, 30*time.Second)
+	p.Retry.applyDefaults()
+}
+
+func (n *NATSReaction) applyDefaults() {
+	setString(&n.Mode, NATSModeJetStream)
+	setDuration(&n.Timeout, 10*time.Second)
+}
 
 func (s *SSEReaction) applyDefaults() { setString(&s.Path, "/events") }

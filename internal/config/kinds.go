@@ -35,6 +35,7 @@ var reactionKinds = map[string]func() ReactionSpec{
 	ReactionHTTP:     func() ReactionSpec { return new(HTTPReaction) },
 	ReactionPostgres: func() ReactionSpec { return new(PostgresReaction) },
 	ReactionSSE:      func() ReactionSpec { return new(SSEReaction) },
+	ReactionNATS:     func() ReactionSpec { return new(NATSReaction) },
 }
 
 // kindedHolder is implemented by structs whose remaining keys are decoded

@@ -106,6 +106,9 @@ func (c *Config) validate(ps *problems) {
 		if r.Spec != nil && r.Spec.ReactionKind() == r.Kind {
 			r.Spec.validate(ps, p, r)
 		}
+		if n, ok := r.Spec.(*NATSReaction); ok && strings.HasPrefix(n.Subject, c.NATS.SubjectPrefix+".") {
+			ps.add(join(p, "subject"), "%q is under nats.subjectPrefix %q, which belongs to Tributary's own streams", n.Subject, c.NATS.SubjectPrefix)
+		}
 	}
 }
 
@@ -468,10 +471,9 @@ func (h *HTTPReaction) validate(ps *problems, path string, r *Reaction) {
 		ps.add(bp, "must be an absolute http:// or https:// URL")
 	}
 	positive(ps, join(path, "timeout"), h.Timeout)
-	for _, name := range sortedKeys(h.Headers) {
-		if !headerNameRe.MatchString(name) {
-			ps.add(join(join(path, "headers"), name), "not a valid HTTP header name")
-		}
+	headerNames(ps, join(path, "headers"), h.Headers)
+	if h.TLS != nil && (h.TLS.Cert == "") != (h.TLS.Key == "") {
+		ps.add(join(path, "tls"), "cert and key must be given together")
 	}
 	queries := map[string]bool{}
 	for _, q := range r.Queries {
@@ -498,6 +500,10 @@ func (h *HTTPReaction) validate(ps *problems, path string, r *Reaction) {
 				ps.add(join(cp, "path"), "required, starting with /")
 			}
 			oneOf(ps, join(cp, "method"), c.call.Method, httpMethods...)
+			headerNames(ps, join(cp, "headers"), c.call.Headers)
+			if _, err := ParseRowTemplate(c.call.Body); err != nil {
+				ps.add(join(cp, "body"), "%v", err)
+			}
 		}
 	}
 	h.Retry.validate(ps, join(path, "retry"))
@@ -512,7 +518,29 @@ func (p *PostgresReaction) validate(ps *problems, path string, _ *Reaction) {
 	if strings.TrimSpace(p.Added+p.Updated+p.Deleted) == "" {
 		ps.add(path, "set at least one of added, updated, deleted (SQL statements)")
 	}
+	if !tableRe.MatchString(p.OffsetTable) {
+		ps.add(join(path, "offsetTable"), "%q must be a table name, table or schema.table", p.OffsetTable)
+	}
+	positive(ps, join(path, "timeout"), p.Timeout)
 	p.Retry.validate(ps, join(path, "retry"))
+}
+
+func (n *NATSReaction) validate(ps *problems, path string, _ *Reaction) {
+	if strings.TrimSpace(n.Subject) == "" {
+		ps.add(join(path, "subject"), "required: a subject, e.g. out.{{.query}}")
+	} else if _, err := ParseRowTemplate(n.Subject); err != nil {
+		ps.add(join(path, "subject"), "%v", err)
+	}
+	oneOf(ps, join(path, "mode"), n.Mode, NATSModeJetStream, NATSModeCore)
+	positive(ps, join(path, "timeout"), n.Timeout)
+}
+
+func headerNames(ps *problems, path string, headers map[string]string) {
+	for _, name := range sortedKeys(headers) {
+		if !headerNameRe.MatchString(name) {
+			ps.add(join(path, name), "not a valid HTTP header name")
+		}
+	}
 }
 
 func (s *SSEReaction) validate(ps *problems, path string, _ *Reaction) {
@@ -523,6 +551,8 @@ func (s *SSEReaction) validate(ps *problems, path string, _ *Reaction) {
 	}
 	if !strings.HasPrefix(s.Path, "/") {
 		ps.add(join(path, "path"), "%q must start with /", s.Path)
+	} else if strings.Trim(s.Path, "/") == "" {
+		ps.add(join(path, "path"), "%q: the page is served at /; give the streams a path of their own, e.g. /events", s.Path)
 	}
 }
 

@@ -36,7 +36,7 @@ func ConsumerOptions(topo streams.Topology, reactionID string, queries []string)
 		DeadLetterSubject: topo.DeadLetterSubject(topo.Results.Name, durable),
 		AckWait:           topo.Consumers.AckWait,
 		MaxDeliver:        topo.Consumers.MaxDeliver,
-		MaxAckPending:     topo.Consumers.MaxAckPending,
+		MaxAckPending:     1, // no result overtakes a failed or crashed-in-flight one (offsets would skip it)
 		BackOff:           topo.Consumers.BackOff,
 		Concurrency:       1,
 	}
@@ -102,7 +102,10 @@ type logLine struct {
 }
 
 // React implements Reaction.
-func (l *Log) React(_ context.Context, r *change.Result) error {
+func (l *Log) React(ctx context.Context, r *change.Result) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("writing result %s/%d: %w", r.Query, r.Seq, err)
+	}
 	var line []byte
 	var err error
 	if l.Text {
