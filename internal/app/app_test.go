@@ -257,3 +257,82 @@ func TestNATSFlagIgnoresEmbeddedListen(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errOut.String())
 	}
 }
+
+// blockingComponent builds one component whose worker runs until stopped.
+func blockingComponent(id string, running *atomic.Int32) app.Build {
+	return func(ctx context.Context, rt *app.Runtime) ([]*lifecycle.Component, error) {
+		comp, err := rt.NewComponent("test", id)
+		if err != nil {
+			return nil, err
+		}
+		comp.AddStep("worker", func(ctx context.Context) (lifecycle.Undo, error) {
+			return nil, comp.Go("work", func(ctx context.Context) error {
+				running.Add(1)
+				defer running.Add(-1)
+				<-ctx.Done()
+				return nil
+			})
+		})
+		return []*lifecycle.Component{comp}, nil
+	}
+}
+
+// Issue 8: a second process whose component another process runs stands
+// by in the background (its start does not block), and SIGTERM while it
+// waits for the lease drains it with exit 0, without an error. Then the
+// owner's component moves to a third process when the owner stops.
+func TestStandbyStopsCleanlyAndTakesOver(t *testing.T) {
+	srv := natstest.Start(t)
+	cfg := writeConfig(t, "nats:\n  url: "+srv.URL()+"\n  leaseTTL: 2s\n")
+	var running atomic.Int32
+	type proc struct {
+		cancel context.CancelFunc
+		code   chan int
+		errOut *syncBuffer
+	}
+	start := func() *proc {
+		ctx, cancel := context.WithCancel(context.Background())
+		p := &proc{cancel: cancel, code: make(chan int, 1), errOut: &syncBuffer{}}
+		go func() {
+			p.code <- app.Binary{Kind: "test", Build: blockingComponent("one", &running), Isolated: true, Stderr: p.errOut}.Run(ctx, globals(cfg))
+		}()
+		return p
+	}
+	exit := func(p *proc) int {
+		p.cancel()
+		select {
+		case code := <-p.code:
+			return code
+		case <-time.After(30 * time.Second):
+			t.Fatalf("did not stop within 30s; stderr:\n%s", p.errOut.String())
+			return -1
+		}
+	}
+	owner := start()
+	testwait.Until(t, 20*time.Second, "the owner runs the component", func() bool { return running.Load() == 1 })
+
+	standby := start()
+	testwait.Until(t, 20*time.Second, "the second process stands by", func() bool {
+		return strings.Contains(standby.errOut.String(), "standing by")
+	})
+	if code := exit(standby); code != app.ExitOK {
+		t.Fatalf("standby exit %d, want 0; stderr:\n%s", code, standby.errOut.String())
+	}
+	if s := standby.errOut.String(); strings.Contains(s, "level=ERROR") {
+		t.Fatalf("the standby's drain logged an error:\n%s", s)
+	}
+
+	next := start()
+	testwait.Until(t, 20*time.Second, "the third process stands by", func() bool {
+		return strings.Contains(next.errOut.String(), "standing by")
+	})
+	if code := exit(owner); code != app.ExitOK {
+		t.Fatalf("owner exit %d; stderr:\n%s", code, owner.errOut.String())
+	}
+	testwait.Until(t, 20*time.Second, "the standby takes the component over", func() bool {
+		return running.Load() == 1 && strings.Contains(next.errOut.String(), "msg=running")
+	})
+	if code := exit(next); code != app.ExitOK {
+		t.Fatalf("exit %d; stderr:\n%s", code, next.errOut.String())
+	}
+}
