@@ -54,6 +54,9 @@ type Runtime struct {
 	LeaseTTL time.Duration
 	// Instance names this process in states and leases.
 	Instance string
+	// StopTimeout is how long the whole process may take to stop
+	// (--stop-timeout); a component's own drain should take less.
+	StopTimeout time.Duration
 }
 
 // NewComponent creates a lifecycle component of this process.
@@ -86,6 +89,10 @@ type Binary struct {
 	// Without Isolated, any failed start fails the process and any fatal
 	// failure ends it non-zero.
 	Isolated bool
+	// Validate, when set, checks what the config means to this binary
+	// beyond the file's own validation (query-engine compiles its
+	// queries). It runs for --check too; an error exits ExitConfig.
+	Validate func(*config.Config) error
 	// Stdout and Stderr default to the process's.
 	Stdout, Stderr io.Writer
 }
@@ -117,6 +124,9 @@ func (b Binary) Run(ctx context.Context, g Globals) int {
 			cfg.NATS.Listen = ""
 		}
 		err = cfg.Validate()
+	}
+	if err == nil && b.Validate != nil {
+		err = b.Validate(cfg)
 	}
 	if err != nil {
 		fmt.Fprintf(b.Stderr, "%s: invalid config:\n%v\n", b.Kind, err)
@@ -252,7 +262,7 @@ func (p *process) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("topology: %w", err)
 	}
-	rt := &Runtime{Config: cfg, Topology: topo, Log: log, Registry: reg, Instance: lifecycle.NewInstanceID(), LeaseTTL: topo.Leases.TTL}
+	rt := &Runtime{Config: cfg, Topology: topo, Log: log, Registry: reg, Instance: lifecycle.NewInstanceID(), LeaseTTL: topo.Leases.TTL, StopTimeout: p.g.StopTimeout}
 
 	st := lifecycle.NewStarter(log)
 	st.Add("metrics listener", func(ctx context.Context) (lifecycle.Undo, error) {
