@@ -266,17 +266,48 @@ func (r *run) resultMessage(d *engine.Diff, seq, input uint64) (bus.Message, err
 	}, nil
 }
 
-// publish stores msgs (consecutive seqs, in order) on the results subject:
-// the one place the query writes, in atomic batches of at most the bus's
-// MaxBatch. A crash between two batches leaves a prefix, whose last message
-// says which input it covers: a restart continues from there.
+// publish stores msgs (consecutive seqs, in order, the first one r.seq+1)
+// on the results subject and returns once JetStream acknowledged them all:
+// the one place the query writes. Several messages go in atomic batches of
+// at most the bus's MaxBatch (a crash between two batches leaves a prefix
+// whose last message says which input it covers: a restart continues from
+// there). A single message, the common case of one change at a time, is a
+// plain publish deduplicated by its id: the server's atomic-batch path
+// costs about 25 ms per batch (measured here), a plain publish 0.1 ms.
 func (r *run) publish(ctx context.Context, msgs []bus.Message) error {
+	if len(msgs) == 1 {
+		return r.publishOne(ctx, r.seq+1, msgs[0])
+	}
 	for len(msgs) > 0 {
 		n := min(len(msgs), r.pub.MaxBatch())
 		if _, err := r.pub.PublishBatch(ctx, msgs[:n]); err != nil {
 			return err
 		}
 		msgs = msgs[n:]
+	}
+	return nil
+}
+
+// publishOne publishes m under position seq (the run's publisher sees
+// strictly increasing seqs) and waits for its acknowledgement. The
+// publisher re-sends it with the same id until it is stored; when ctx ends
+// first it may still be stored, which the next run reads as its progress.
+func (r *run) publishOne(ctx context.Context, seq uint64, m bus.Message) error {
+	if err := r.pub.Publish(ctx, seq, m); err != nil {
+		return err
+	}
+	poll := time.NewTicker(time.Second)
+	defer poll.Stop()
+	for r.pub.AckedThrough() < seq {
+		select {
+		case <-r.pub.Acked():
+		case <-poll.C:
+			if err := r.pub.Err(); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the acknowledgement of %s: %w", m.ID, ctx.Err())
+		}
 	}
 	return nil
 }

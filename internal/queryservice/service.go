@@ -155,32 +155,37 @@ func (q *Query) ResultSubject() string { return q.subject }
 // stream.
 func (q *Query) Durable() string { return q.durable }
 
-// Step is the component's start step: it creates the result publisher
-// and starts the query's worker (bootstrap, then live consumption) under
-// the component's supervisor, which restarts it after a failure; each
-// run rebuilds the state from the output and the history, so a restart
-// is exactly-once like a process restart. The step returns at once: the
-// component is NotReady ("bootstrap") until the worker consumes live.
+// Step is the component's start step: it starts the query's worker
+// (bootstrap, then live consumption) under the component's supervisor,
+// which restarts it after a failure; each run rebuilds the state from the
+// output and the history, so a restart is exactly-once like a process
+// restart. The step returns at once: the component is NotReady
+// ("bootstrap") until the worker consumes live. The supervisor stops the
+// worker (which drains its input) when the component stops.
 func (q *Query) Step(ctx context.Context) (lifecycle.Undo, error) {
-	pub, err := q.cfg.Bus.NewPublisher(bus.PublisherOptions{
-		Name: "query_" + bus.KeyToken(q.cfg.Spec.ID), Logger: q.cfg.Logger, Registerer: q.cfg.Registerer,
-	})
-	if err != nil {
-		return nil, err
-	}
 	q.cfg.Component.NotReady("bootstrap", "rebuilding the query's state")
-	if err := q.cfg.Component.Go("query", func(ctx context.Context) error { return q.run(ctx, pub) }); err != nil {
-		_ = pub.Close(ctx)
-		return nil, err
-	}
-	// The supervisor stops the worker before the steps are undone.
-	return pub.Close, nil
+	return nil, q.cfg.Component.Go("query", q.run)
 }
 
 // run is one life of the worker: bootstrap, then live input until ctx
 // ends (nil) or the state can no longer be trusted (the error; the
 // supervisor restarts the worker, which rebuilds).
-func (q *Query) run(ctx context.Context, pub *bus.Publisher) error {
+func (q *Query) run(ctx context.Context) error {
+	pub, err := q.cfg.Bus.NewPublisher(bus.PublisherOptions{
+		Name: "query_" + bus.KeyToken(q.cfg.Spec.ID), Logger: q.cfg.Logger, Registerer: q.cfg.Registerer,
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// Every message handed to it is acknowledged by now, or the run
+		// failed and the next one reads what was stored.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), q.cfg.StopTimeout)
+		defer cancel()
+		if err := pub.Close(cctx); err != nil {
+			q.log.Warn("closing the result publisher", "err", err)
+		}
+	}()
 	r, err := q.newRun(pub)
 	if err != nil {
 		return err
