@@ -195,15 +195,17 @@ func (r *run) process(ctx context.Context, ds []*bus.Delivery) error {
 	var bad *BatchError
 	applied := 0
 	for i, d := range ds {
-		if d.StreamSeq <= r.applied {
-			q.m.skipped.Inc()
-			continue
-		}
+		// Decoded first, so that an invalid change the bootstrap skipped
+		// is dead-lettered by this consumer too.
 		env, err := change.Decode(d.Data)
 		if err != nil {
 			q.m.invalid.Inc()
 			bad = &BatchError{Index: i, Err: bus.Permanentf("query %s: change at stream sequence %d (%s) is invalid: %w", q.cfg.Spec.ID, d.StreamSeq, d.Subject, err)}
 			break
+		}
+		if d.StreamSeq <= r.applied {
+			q.m.skipped.Inc()
+			continue
 		}
 		t0 := time.Now()
 		diff, err := r.eng.Apply(env)

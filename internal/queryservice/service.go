@@ -197,6 +197,9 @@ func (q *Query) run(ctx context.Context) error {
 		}
 		return fmt.Errorf("bootstrap of query %s: %w", q.cfg.Spec.ID, err)
 	}
+	// Read before the consumer starts: from then on only its handler
+	// touches the run.
+	q.log.Info("query consuming live", "seq", r.seq, "input_seq", r.applied, "subjects", q.filters)
 	topo := q.cfg.Topology
 	cons, err := q.cfg.Bus.Consume(ctx, bus.ConsumerOptions{
 		Stream:            topo.Changes.Name,
@@ -222,7 +225,6 @@ func (q *Query) run(ctx context.Context) error {
 		return fmt.Errorf("query %s: consuming changes: %w", q.cfg.Spec.ID, err)
 	}
 	q.cfg.Component.NotReady("bootstrap", "")
-	q.log.Info("query running", "seq", r.seq, "input_seq", r.applied, "subjects", q.filters)
 	var failed error
 	select {
 	case <-ctx.Done():

@@ -2,9 +2,13 @@ package queryservice_test
 
 import (
 	"context"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/tributary/tributary/internal/engine"
+	"github.com/tributary/tributary/internal/testwait"
 	"github.com/tributary/tributary/pkg/bus"
 )
 
@@ -45,7 +49,41 @@ func TestResultsFoldToTheQueryEvaluatedFromScratch(t *testing.T) {
 			t.Errorf("%s: %d result messages: the live changes changed nothing?", q.spec.ID, len(got.messages))
 		}
 	}
-	// The query reads only its labels: the filter's consumer never sees drivers.
-	_ = bus.Token
-	_ = context.Background
+}
+
+// A change that fails validation goes to the dead-letter stream with the
+// reason; the valid changes around it are applied.
+func TestInvalidChangeIsDeadLetteredAndTheOthersApplied(t *testing.T) {
+	f := newFixture(t)
+	w := newWorkload(2, "shop")
+	msgs := f.changes(t, w, 50)
+	f.publish(t, msgs)
+	f.start(t, aggregateQuery, "instance-a").waitRunning(t)
+
+	before := f.changes(t, w, 20)
+	bad := bus.Message{Subject: f.topo.ChangeSubject("shop", "orders", "orders:1"), ID: "shop:bad",
+		Data: []byte(`{"op":"upsert","source":"shop","element":{"type":"node","id":"orders:1","labels":["orders"]},"ts_ms":1}`)}
+	after := f.changes(t, w, 20)
+	live := append(append(append([]bus.Message{}, before...), bad), after...)
+	badSeq := f.publish(t, live) - uint64(len(after))
+	msgs = append(append(msgs, before...), after...)
+	f.waitFolded(t, aggregateQuery.spec.ID, reference(t, aggregateQuery.spec, msgs))
+
+	durable := "query_" + aggregateQuery.spec.ID
+	var letters []*bus.Delivery
+	testwait.UntilErr(context.Background(), t, 30*time.Second, "the dead letter", func() (bool, error) {
+		letters = letters[:0]
+		_, err := f.conn.Replay(context.Background(), bus.ReplayOptions{
+			Stream: f.topo.DeadLetters.Name, FilterSubjects: []string{f.topo.DeadLetterSubject(f.topo.Changes.Name, durable)},
+		}, func(d *bus.Delivery) error { letters = append(letters, d); return nil })
+		return len(letters) > 0, err
+	})
+	if len(letters) != 1 {
+		t.Fatalf("%d dead letters, want 1", len(letters))
+	}
+	h := letters[0].Header
+	if h[bus.HeaderDLQSequence] != strconv.FormatUint(badSeq, 10) || !strings.Contains(h[bus.HeaderDLQReason], `"upsert"`) ||
+		string(letters[0].Data) != string(bad.Data) {
+		t.Fatalf("dead letter: headers %v, body %s; want sequence %d and a reason naming the bad op", h, letters[0].Data, badSeq)
+	}
 }
