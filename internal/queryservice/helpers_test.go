@@ -344,8 +344,13 @@ func (f *fixture) fold(t *testing.T, id string) folded {
 // waitFolded waits until the folded results equal want.
 func (f *fixture) waitFolded(t *testing.T, id string, want []string) folded {
 	t.Helper()
+	return f.waitFoldedWithin(t, id, want, 90*time.Second)
+}
+
+func (f *fixture) waitFoldedWithin(t *testing.T, id string, want []string, within time.Duration) folded {
+	t.Helper()
 	var got folded
-	testwait.UntilErr(context.Background(), t, 90*time.Second, "the folded results equal the query evaluated from scratch", func() (bool, error) {
+	testwait.UntilErr(context.Background(), t, within, "the folded results equal the query evaluated from scratch", func() (bool, error) {
 		got = f.fold(t, id)
 		if slices.Equal(got.rows, want) {
 			return true, nil
