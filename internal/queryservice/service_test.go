@@ -46,8 +46,8 @@ func TestResultsFoldToTheQueryEvaluatedFromScratch(t *testing.T) {
 	}
 	for _, q := range []query{filterQuery, aggregateQuery, totalQuery, joinQuery} {
 		got := f.waitFolded(t, q.spec.ID, reference(t, q.spec, msgs))
-		if len(got.messages) < 2 {
-			t.Errorf("%s: %d result messages: the live changes changed nothing?", q.spec.ID, len(got.messages))
+		if len(got.Messages) < 2 {
+			t.Errorf("%s: %d result messages: the live changes changed nothing?", q.spec.ID, len(got.Messages))
 		}
 	}
 }
@@ -115,7 +115,7 @@ func TestRestartsWhileChangesFlowAreExactlyOnce(t *testing.T) {
 			}
 			batch := make([]bus.Message, 10)
 			for j := range batch {
-				batch[j] = f.message(t, w.next())
+				batch[j] = f.message(t, w.Next())
 			}
 			if _, err := f.pub.PublishBatch(context.Background(), batch); err != nil {
 				t.Errorf("producer: %v", err)
@@ -128,15 +128,15 @@ func TestRestartsWhileChangesFlowAreExactlyOnce(t *testing.T) {
 	svc := f.start(t, q, "instance-0")
 	for i := 1; i <= 6; i++ {
 		svc.waitRunning(t)
-		n := len(f.fold(t, q.spec.ID).messages)
-		testwait.Until(t, 60*time.Second, "new results", func() bool { return len(f.fold(t, q.spec.ID).messages) > n+3 })
+		n := len(f.fold(t, q.spec.ID).Messages)
+		testwait.Until(t, 60*time.Second, "new results", func() bool { return len(f.fold(t, q.spec.ID).Messages) > n+3 })
 		svc.stop(t)
 		svc = f.start(t, q, "instance-"+strconv.Itoa(i))
 	}
 	close(stop)
 	all = append(all, <-done...)
 	got := f.waitFolded(t, q.spec.ID, reference(t, q.spec, all))
-	t.Logf("%d changes, %d result messages through 6 restarts", len(all), len(got.messages))
+	t.Logf("%d changes, %d result messages through 6 restarts", len(all), len(got.Messages))
 }
 
 // A query started after many changes rebuilds its state from history and
@@ -153,10 +153,10 @@ func TestQueryStartedAfterManyChangesGetsOneInitialResult(t *testing.T) {
 	for _, q := range []query{aggregateQuery} {
 		f.start(t, q, "instance-a").waitRunning(t)
 		first := f.fold(t, q.spec.ID)
-		if len(first.messages) != 1 {
-			t.Fatalf("%s: %d messages after the bootstrap, want 1", q.spec.ID, len(first.messages))
+		if len(first.Messages) != 1 {
+			t.Fatalf("%s: %d messages after the bootstrap, want 1", q.spec.ID, len(first.Messages))
 		}
-		m := first.messages[0]
+		m := first.Messages[0]
 		if len(m.Updated) != 0 || len(m.Deleted) != 0 || !slices.Equal(canonical(t, m.Added), reference(t, q.spec, msgs)) {
 			t.Fatalf("%s: the initial message is not the whole result: %+v", q.spec.ID, m)
 		}
