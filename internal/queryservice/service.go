@@ -56,7 +56,9 @@ type Config struct {
 	// StopTimeout bounds the drain of the input when the query stops.
 	// Default 30s.
 	StopTimeout time.Duration
-	// AckWait of the input consumer. Default the topology's.
+	// AckWait of the input consumer: after a crash, the change that was in
+	// flight comes back after it, and nothing else comes before it (one
+	// change in flight keeps stream order). Default 5s.
 	AckWait time.Duration
 }
 
@@ -107,7 +109,7 @@ func New(cfg Config) (*Query, error) {
 		cfg.StopTimeout = 30 * time.Second
 	}
 	if cfg.AckWait <= 0 {
-		cfg.AckWait = cfg.Topology.Consumers.AckWait
+		cfg.AckWait = 5 * time.Second
 	}
 	m, err := newMetrics(cfg.Registerer, cfg.Spec.ID)
 	if err != nil {
@@ -212,7 +214,12 @@ func (q *Query) run(ctx context.Context) error {
 		// make the result wrong. Invalid changes are dead-lettered at
 		// once (bus.Permanent).
 		MaxDeliver:    -1,
-		MaxAckPending: topo.Consumers.MaxAckPending,
+		// One change in flight: the server delivers nothing past a change
+		// that is not acknowledged (retried, or in flight when a process
+		// died), so the query sees its changes in stream order and the
+		// skip of what the state covers is sound. ConsumeBatches (ordered
+		// batches) will lift this.
+		MaxAckPending: 1,
 		BackOff:       topo.Consumers.BackOff,
 		Concurrency:   1,
 		Logger:        q.cfg.Logger,
