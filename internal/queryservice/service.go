@@ -213,7 +213,7 @@ func (q *Query) run(ctx context.Context) error {
 		// retried as long as it takes: dead-lettering a valid change would
 		// make the result wrong. Invalid changes are dead-lettered at
 		// once (bus.Permanent).
-		MaxDeliver:    -1,
+		MaxDeliver: -1,
 		// One change in flight: the server delivers nothing past a change
 		// that is not acknowledged (retried, or in flight when a process
 		// died), so the query sees its changes in stream order and the
