@@ -107,22 +107,42 @@ func (e *serviceEnv) publish(t *testing.T, n int) {
 	e.sent = append(e.sent, msgs...)
 }
 
-// produce publishes 5 changes every 10 ms until stop is closed; wait for
-// it on the returned channel.
-func (e *serviceEnv) produce(t *testing.T, stop <-chan struct{}) <-chan struct{} {
+// produce publishes 5 changes every 10 ms until the returned stop is
+// called (by the test, or its cleanup), which waits for the producer.
+func (e *serviceEnv) produce(t *testing.T) (stop func()) {
+	quit := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for {
 			select {
-			case <-stop:
+			case <-quit:
 				return
 			case <-time.After(10 * time.Millisecond): // pacing of the producer
 			}
-			e.publish(t, 5)
+			e.mu.Lock()
+			msgs := make([]bus.Message, 5)
+			for i := range msgs {
+				msgs[i] = querytest.Message(t, e.topo, e.w.Next())
+			}
+			_, err := e.pub.PublishBatch(context.Background(), msgs)
+			if err == nil {
+				e.sent = append(e.sent, msgs...)
+			}
+			e.mu.Unlock()
+			if err != nil {
+				t.Errorf("producer: %v", err)
+				return
+			}
 		}
 	}()
-	return done
+	var once sync.Once
+	stop = func() {
+		once.Do(func() { close(quit) })
+		<-done
+	}
+	t.Cleanup(stop)
+	return stop
 }
 
 func (e *serviceEnv) messages(t *testing.T) int {
@@ -166,6 +186,12 @@ func startProcess(t *testing.T, cfg string) (*exec.Cmd, *strings.Builder) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil { // not waited for: the test failed
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
 	return cmd, &out
 }
 
@@ -177,8 +203,7 @@ func TestKill9WhileChangesFlowIsExactlyOnce(t *testing.T) {
 	const queries = 2
 	e := newServiceEnv(t, queries)
 	e.publish(t, 300)
-	stop := make(chan struct{})
-	produced := e.produce(t, stop)
+	stopProducer := e.produce(t)
 	rng := rand.New(rand.NewPCG(5, 5))
 	for i := range 10 {
 		cmd, out := startProcess(t, e.cfg)
@@ -194,8 +219,7 @@ func TestKill9WhileChangesFlowIsExactlyOnce(t *testing.T) {
 		}
 	}
 	cmd, out := startProcess(t, e.cfg)
-	close(stop)
-	<-produced
+	stopProducer()
 	e.checkAll(t, queries)
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
