@@ -46,13 +46,19 @@ func (c *runCmd) Run() error {
 	return nil
 }
 
-// validate is what run --check and check add to the file's validation.
-func validate(cfg *config.Config) error {
+// validate is what run adds to the file's validation: every source a
+// query names is declared. With --check every query must also compile;
+// without, a query that does not compile goes to Error when the service
+// starts, and the others run.
+func validate(cfg *config.Config, check bool) error {
 	problems, warnings := queryservice.Check(cfg)
 	for _, w := range warnings {
 		fmt.Fprintln(os.Stderr, "query-engine: warning:", w)
 	}
-	return problems
+	if check {
+		return problems
+	}
+	return queryservice.CheckSources(cfg)
 }
 
 // build creates one lifecycle component per query (kind "query", id the

@@ -303,3 +303,48 @@ func TestTwoProcessesShareTheQueries(t *testing.T) {
 	t.Logf("owners before %v, after %v", before, after)
 	e.checkAll(t, queries)
 }
+
+// A query whose text does not compile goes to Error with the message while
+// the others run; check refuses the same file.
+func TestQueryThatDoesNotCompileFailsAlone(t *testing.T) {
+	e := newServiceEnv(t, 1)
+	cfg := e.readConfig(t) + "  - id: broken\n    sources: [{sourceId: shop}]\n    query: MATCH (o:orders) RETURN frobnicate(o.id) AS x\n"
+	if err := os.WriteFile(e.cfg, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := runCLI(t, "run", "--check", "--config", e.cfg); code != 2 || !strings.Contains(out, "frobnicate") {
+		t.Fatalf("run --check: exit %d, want 2 naming the function:\n%s", code, out)
+	}
+	e.publish(t, 100)
+	ctx, cancel := context.WithCancel(context.Background())
+	code := make(chan int, 1)
+	go func() {
+		g := app.Globals{Config: e.cfg, Metrics: "127.0.0.1:0", LogFormat: "text", LogLevel: "warn", StopTimeout: 20 * time.Second}
+		code <- app.Binary{Kind: "query-engine", Build: build, Isolated: true, Validate: validate, Stderr: os.Stderr}.Run(ctx, g)
+	}()
+	kv, err := e.conn.KV(context.Background(), e.topo.Lifecycle.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := lifecycle.NewStore(kv, nil)
+	testwait.UntilErr(context.Background(), t, 60*time.Second, "the broken query in Error, the other running", func() (bool, error) {
+		broken, err := store.Get(context.Background(), lifecycle.ComponentID{Kind: "query", ID: "broken"})
+		if err != nil {
+			return false, err
+		}
+		good, err := store.Get(context.Background(), lifecycle.ComponentID{Kind: "query", ID: "curbside"})
+		if err != nil {
+			return false, err
+		}
+		if broken.State != lifecycle.Error || !strings.Contains(broken.Message, "frobnicate") || good.State != lifecycle.Running {
+			return false, fmt.Errorf("broken: %s %q; curbside: %s", broken.State, broken.Message, good.State)
+		}
+		return true, nil
+	})
+	e.publish(t, 50)
+	e.checkAll(t, 1)
+	cancel()
+	if c := <-code; c != app.ExitOK {
+		t.Fatalf("exit %d", c)
+	}
+}

@@ -90,9 +90,11 @@ type Binary struct {
 	// failure ends it non-zero.
 	Isolated bool
 	// Validate, when set, checks what the config means to this binary
-	// beyond the file's own validation (query-engine compiles its
-	// queries). It runs for --check too; an error exits ExitConfig.
-	Validate func(*config.Config) error
+	// beyond the file's own validation; check is true for --check, which
+	// may be stricter than a start (query-engine refuses a query that does
+	// not compile there, while a start runs the others). An error exits
+	// ExitConfig.
+	Validate func(cfg *config.Config, check bool) error
 	// Stdout and Stderr default to the process's.
 	Stdout, Stderr io.Writer
 }
@@ -126,7 +128,7 @@ func (b Binary) Run(ctx context.Context, g Globals) int {
 		err = cfg.Validate()
 	}
 	if err == nil && b.Validate != nil {
-		err = b.Validate(cfg)
+		err = b.Validate(cfg, g.Check)
 	}
 	if err != nil {
 		fmt.Fprintf(b.Stderr, "%s: invalid config:\n%v\n", b.Kind, err)

@@ -46,18 +46,9 @@ func SourceIDs(q config.Query) []string {
 // label that none of its sources can produce (all of them postgres sources
 // that do not capture a table of that name) never sees it.
 func Check(cfg *config.Config) (problems error, warnings []string) {
-	srcs := map[string]*config.Source{}
-	for i := range cfg.Sources {
-		srcs[cfg.Sources[i].ID] = &cfg.Sources[i]
-	}
-	var errs []error
+	srcs := sources(cfg)
+	errs := []error{CheckSources(cfg)}
 	for _, q := range cfg.Queries {
-		for _, id := range SourceIDs(q) {
-			if srcs[id] == nil {
-				errs = append(errs, fmt.Errorf("%w: query %q reads source %q, which sources does not declare "+
-					"(declare it: kind postgres to capture a database, kind external for another producer)", ErrUndeclaredSource, q.ID, id))
-			}
-		}
 		eng, err := engine.New(Spec(q))
 		if err != nil {
 			errs = append(errs, err)
@@ -68,6 +59,30 @@ func Check(cfg *config.Config) (problems error, warnings []string) {
 		}
 	}
 	return errors.Join(errs...), warnings
+}
+
+// CheckSources returns an error (wrapping ErrUndeclaredSource) for every
+// source id a query names that sources does not declare, joined.
+func CheckSources(cfg *config.Config) error {
+	srcs := sources(cfg)
+	var errs []error
+	for _, q := range cfg.Queries {
+		for _, id := range SourceIDs(q) {
+			if srcs[id] == nil {
+				errs = append(errs, fmt.Errorf("%w: query %q reads source %q, which sources does not declare "+
+					"(declare it: kind postgres to capture a database, kind external for another producer)", ErrUndeclaredSource, q.ID, id))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func sources(cfg *config.Config) map[string]*config.Source {
+	srcs := map[string]*config.Source{}
+	for i := range cfg.Sources {
+		srcs[cfg.Sources[i].ID] = &cfg.Sources[i]
+	}
+	return srcs
 }
 
 // labelWarning names the labels q reads that no postgres source of q
