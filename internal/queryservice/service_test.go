@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tributary/tributary/internal/engine"
 	"github.com/tributary/tributary/internal/testwait"
 	"github.com/tributary/tributary/pkg/bus"
@@ -36,8 +38,11 @@ func TestResultsFoldToTheQueryEvaluatedFromScratch(t *testing.T) {
 	w := newWorkload(1, "shop")
 	msgs := f.changes(t, w, 300)
 	f.publish(t, msgs)
+	var svcs []*service
 	for _, q := range []query{filterQuery, aggregateQuery, totalQuery, joinQuery} {
-		f.start(t, q, "instance-a").waitRunning(t)
+		s := f.start(t, q, "instance-a")
+		s.waitRunning(t)
+		svcs = append(svcs, s)
 	}
 	for range 5 {
 		more := f.changes(t, w, 100)
@@ -49,6 +54,13 @@ func TestResultsFoldToTheQueryEvaluatedFromScratch(t *testing.T) {
 		if len(got.Messages) < 2 {
 			t.Errorf("%s: %d result messages: the live changes changed nothing?", q.spec.ID, len(got.Messages))
 		}
+	}
+	// Metrics of the filter query: it reads orders only.
+	m := gather(t, svcs[0].reg, filterQuery.spec.ID)
+	if m["tributary_query_changes_replayed_total"] == 0 || m["tributary_query_changes_applied_total"] == 0 ||
+		m["tributary_query_results_published_total"] != float64(len(f.fold(t, filterQuery.spec.ID).Messages)) ||
+		m["tributary_query_apply_seconds"] != m["tributary_query_changes_applied_total"] || m["tributary_query_elements"] == 0 {
+		t.Errorf("metrics of %s: %v", filterQuery.spec.ID, m)
 	}
 }
 
@@ -165,4 +177,35 @@ func TestQueryStartedAfterManyChangesGetsOneInitialResult(t *testing.T) {
 	f.publish(t, live)
 	msgs = append(msgs, live...)
 	f.waitFoldedWithin(t, aggregateQuery.spec.ID, reference(t, aggregateQuery.spec, msgs), 150*time.Second)
+}
+
+// gather returns the value (a histogram's count) of each tributary_query_
+// family for query id.
+func gather(t *testing.T, reg *prometheus.Registry, id string) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		if !strings.HasPrefix(mf.GetName(), "tributary_query_") {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "query" && l.GetValue() == id {
+					switch {
+					case m.GetCounter() != nil:
+						out[mf.GetName()] = m.GetCounter().GetValue()
+					case m.GetGauge() != nil:
+						out[mf.GetName()] = m.GetGauge().GetValue()
+					case m.GetHistogram() != nil:
+						out[mf.GetName()] = float64(m.GetHistogram().GetSampleCount())
+					}
+				}
+			}
+		}
+	}
+	return out
 }
