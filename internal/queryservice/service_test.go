@@ -161,7 +161,7 @@ func TestQueryStartedAfterManyChangesGetsOneInitialResult(t *testing.T) {
 	f.publish(t, msgs)
 	// One query: until the consumer acknowledges in batches, the live
 	// consumer of a new query acknowledges the replayed history one
-	// message at a time (about 1.5k/s, 4x slower under -race).
+	// message at a time (about 4k/s, several times slower under -race).
 	for _, q := range []query{aggregateQuery} {
 		f.start(t, q, "instance-a").waitRunning(t)
 		first := f.fold(t, q.spec.ID)
