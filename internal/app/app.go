@@ -337,8 +337,19 @@ func (p *process) startComponents(ctx context.Context, rt *Runtime, comps []*lif
 	var keepers sync.WaitGroup
 	stopAll := func(ctx context.Context) error {
 		cancelRun()
-		keepers.Wait()
+		waited := make(chan struct{})
+		go func() { // owned by stopAll: it waits for waited below, or the process exits
+			keepers.Wait()
+			close(waited)
+		}()
 		var errs []error
+		select {
+		case <-waited:
+		case <-ctx.Done():
+			// A start that ignores its cancelled context must not hang the
+			// process's exit: report it and stop what can be stopped.
+			errs = append(errs, fmt.Errorf("a component's start did not end when the process stopped: %w", ctx.Err()))
+		}
 		for i := len(comps) - 1; i >= 0; i-- {
 			if err := comps[i].Stop(ctx); err != nil {
 				errs = append(errs, fmt.Errorf("stopping %s: %w", comps[i].ID(), err))
