@@ -336,3 +336,58 @@ func TestStandbyStopsCleanlyAndTakesOver(t *testing.T) {
 		t.Fatalf("exit %d; stderr:\n%s", code, next.errOut.String())
 	}
 }
+
+// An Isolated binary keeps running when one component fails for good: the
+// failed one is stopped and started again after a backoff, the other keeps
+// running, and SIGTERM still drains with exit 0.
+func TestIsolatedComponentIsRestartedAfterItGivesUp(t *testing.T) {
+	srv := natstest.Start(t)
+	cfg := writeConfig(t, "nats:\n  url: "+srv.URL()+"\n")
+	var attempts, healthy atomic.Int32
+	build := func(ctx context.Context, rt *app.Runtime) ([]*lifecycle.Component, error) {
+		failing, err := rt.NewComponent("test", "failing")
+		if err != nil {
+			return nil, err
+		}
+		failing.AddStep("worker", func(ctx context.Context) (lifecycle.Undo, error) {
+			return nil, failing.Go("always-fails", func(ctx context.Context) error {
+				attempts.Add(1)
+				return fmt.Errorf("cannot reach the database")
+			})
+		})
+		comps, err := blockingComponent("healthy", &healthy)(ctx, rt)
+		if err != nil {
+			return nil, err
+		}
+		return append(comps, failing), nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var errOut syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- app.Binary{Kind: "test", Build: build, Isolated: true, Stderr: &errOut}.Run(ctx, globals(cfg))
+	}()
+	// The supervisor gives up after 5 failures in a row; more attempts
+	// mean the component was started again.
+	testwait.Until(t, 60*time.Second, "the failed component restarted", func() bool { return attempts.Load() > 6 })
+	if healthy.Load() != 1 {
+		t.Fatalf("the healthy component does not run (%d)", healthy.Load())
+	}
+	select {
+	case code := <-done:
+		t.Fatalf("the process ended (exit %d) although the binary is isolated:\n%s", code, errOut.String())
+	default:
+	}
+	if !strings.Contains(errOut.String(), "component failed; stopping it and starting it again") {
+		t.Fatalf("stderr does not say it restarts the component:\n%s", errOut.String())
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != app.ExitOK {
+			t.Fatalf("exit %d:\n%s", code, errOut.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("did not stop within 30s")
+	}
+}
