@@ -17,6 +17,9 @@ type metrics struct {
 	applySec  prometheus.Observer
 	elements  prometheus.Gauge
 	inputSeq  prometheus.Gauge
+	// bootstrapLeft is how many stream sequences the running bootstrap
+	// still has to replay (0 when none runs).
+	bootstrapLeft prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer, query string) (*metrics, error) {
@@ -66,8 +69,13 @@ func newMetrics(reg prometheus.Registerer, query string) (*metrics, error) {
 	if err != nil {
 		return nil, err
 	}
+	left, err := gauge("tributary_query_bootstrap_remaining_sequences", "Changes-stream sequences the query's bootstrap still has to replay (0 when it consumes live).")
+	if err != nil {
+		return nil, err
+	}
 	return &metrics{
-		applied: applied.WithLabelValues(query), published: published.WithLabelValues(query),
+		bootstrapLeft: left.WithLabelValues(query),
+		applied:       applied.WithLabelValues(query), published: published.WithLabelValues(query),
 		skipped: skipped.WithLabelValues(query), invalid: invalid.WithLabelValues(query),
 		warnings: warnings.WithLabelValues(query), replayed: replayed.WithLabelValues(query),
 		applySec: applySec.WithLabelValues(query), elements: elements.WithLabelValues(query),

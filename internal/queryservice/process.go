@@ -122,8 +122,12 @@ func (r *run) bootstrap(ctx context.Context) error {
 	}
 	through := max(p.inputSeq, floor)
 	if !p.found {
-		through = 0 // the stream's end
+		// A new query: everything stored now.
+		if through, err = q.cfg.Bus.StreamLastSequence(ctx, q.cfg.Topology.Changes.Name); err != nil {
+			return err
+		}
 	}
+	q.m.bootstrapLeft.Set(float64(through))
 	n := 0
 	covered, err := q.cfg.Bus.Replay(ctx, bus.ReplayOptions{
 		Stream: q.cfg.Topology.Changes.Name, FilterSubjects: q.filters, Through: through,
@@ -135,7 +139,10 @@ func (r *run) bootstrap(ctx context.Context) error {
 		if _, err := r.eng.Apply(env); err != nil {
 			return nil // refused by the engine: dead-lettered live too
 		}
-		if n++; n%10000 == 0 {
+		if n++; n%1000 == 0 && through > d.StreamSeq {
+			q.m.bootstrapLeft.Set(float64(through - d.StreamSeq))
+		}
+		if n%10000 == 0 {
 			q.cfg.Component.NotReady("bootstrap", fmt.Sprintf("rebuilding the query's state: %d changes replayed, at sequence %d of %d", n, d.StreamSeq, through))
 		}
 		return nil
@@ -143,6 +150,7 @@ func (r *run) bootstrap(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	q.m.bootstrapLeft.Set(0)
 	q.m.replayed.Add(float64(n))
 	r.applied, r.seq = covered, p.seq
 	q.m.inputSeq.Set(float64(r.applied))

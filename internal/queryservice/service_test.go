@@ -71,7 +71,7 @@ func TestResultsFoldToTheQueryEvaluatedFromScratch(t *testing.T) {
 	})
 	if m["tributary_query_changes_replayed_total"] == 0 || m["tributary_query_changes_applied_total"] != float64(liveOrders) ||
 		m["tributary_query_results_published_total"] != float64(len(f.fold(t, filterQuery.spec.ID).Messages)) ||
-		m["tributary_query_apply_seconds"] != m["tributary_query_changes_applied_total"] || m["tributary_query_elements"] == 0 {
+		m["tributary_query_apply_seconds"] != m["tributary_query_changes_applied_total"] || m["tributary_query_elements"] == 0 || m["tributary_query_bootstrap_remaining_sequences"] != 0 {
 		t.Errorf("metrics of %s: %v", filterQuery.spec.ID, m)
 	}
 }
