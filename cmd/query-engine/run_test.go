@@ -49,6 +49,14 @@ var serviceQueries = []struct {
     sources: [{sourceId: shop}]
     query: MATCH (o:orders) RETURN count(o) AS n, max(o.total) AS top
 `, engine.QuerySpec{ID: "totals", Query: "MATCH (o:orders) RETURN count(o) AS n, max(o.total) AS top"}},
+	{`  - id: drivers-by-zone
+    sources: [{sourceId: shop}]
+    query: MATCH (d:drivers) RETURN d.zone AS zone, count(d) AS drivers
+`, engine.QuerySpec{ID: "drivers-by-zone", Query: "MATCH (d:drivers) RETURN d.zone AS zone, count(d) AS drivers"}},
+	{`  - id: big
+    sources: [{sourceId: shop}]
+    query: MATCH (o:orders) WHERE o.total >= 50 RETURN o.id AS id, o.status AS status
+`, engine.QuerySpec{ID: "big", Query: "MATCH (o:orders) WHERE o.total >= 50 RETURN o.id AS id, o.status AS status"}},
 }
 
 // serviceEnv is a NATS server with the topology, a config file for it with
@@ -177,12 +185,12 @@ func (e *serviceEnv) checkAll(t *testing.T, queries int) {
 
 // startProcess runs the real command (this test binary as main) with
 // run --config.
-func startProcess(t *testing.T, cfg string) (*exec.Cmd, *strings.Builder) {
+func startProcess(t *testing.T, cfg string) (*exec.Cmd, *lockedBuffer) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "run", "--config", cfg, "--metrics", "127.0.0.1:0", "--stop-timeout", "20s")
 	cmd.Env = append(os.Environ(), "QUERY_ENGINE_MAIN=1")
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +200,25 @@ func startProcess(t *testing.T, cfg string) (*exec.Cmd, *strings.Builder) {
 			_ = cmd.Wait()
 		}
 	})
-	return cmd, &out
+	return cmd, out
+}
+
+// lockedBuffer is a process's output, safe to read while it runs.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // Exactly once through kill -9: the real query-engine is killed at random
@@ -229,25 +255,14 @@ func TestKill9WhileChangesFlowIsExactlyOnce(t *testing.T) {
 	}
 }
 
-// Two processes with one config of four queries: each query runs in
-// exactly one of them (the second stands by for the queries the first
-// holds); stopping the first moves its queries to the second, and nothing
-// is duplicated or lost.
+// Two processes of the real command with one config of six queries: each
+// query runs in exactly one of them (the second stands by for the queries
+// the first holds); kill -9 of the first moves its queries to the second
+// within the lease TTL, and nothing is duplicated or lost.
 func TestTwoProcessesShareTheQueries(t *testing.T) {
-	const queries = 4
+	const queries = 6
 	e := newServiceEnv(t, queries)
 	e.publish(t, 200)
-	run := func() (context.CancelFunc, <-chan int) {
-		ctx, cancel := context.WithCancel(context.Background())
-		code := make(chan int, 1)
-		g := app.Globals{Config: e.cfg, Metrics: "127.0.0.1:0", LogFormat: "text", LogLevel: "warn", StopTimeout: 20 * time.Second}
-		go func() {
-			code <- app.Binary{Kind: "query-engine", Build: build, Isolated: true, Validate: validate, Stderr: os.Stderr}.Run(ctx, g)
-		}()
-		return cancel, code
-	}
-	stopA, codeA := run()
-
 	kv, err := e.conn.KV(context.Background(), e.topo.Lifecycle.Name)
 	if err != nil {
 		t.Fatal(err)
@@ -267,30 +282,31 @@ func TestTwoProcessesShareTheQueries(t *testing.T) {
 		}
 		return m, nil
 	}
+
+	a, outA := startProcess(t, e.cfg)
 	var before map[string]string
 	testwait.UntilErr(context.Background(), t, 60*time.Second, "every query runs", func() (bool, error) {
 		var err error
 		before, err = owners()
 		return err == nil, err
 	})
-	stopB, codeB := run()
-	defer func() {
-		stopB()
-		<-codeB
-	}()
+	b, outB := startProcess(t, e.cfg)
+	testwait.Until(t, 30*time.Second, "the second process stands by", func() bool {
+		return strings.Contains(outB.String(), "standing by")
+	})
 	e.publish(t, 100)
 	e.checkAll(t, queries)
 
-	stopA()
-	if code := <-codeA; code != app.ExitOK {
-		t.Fatalf("process A exit %d", code)
+	if err := a.Process.Kill(); err != nil {
+		t.Fatal(err)
 	}
+	_ = a.Wait()
+	killed := time.Now()
 	e.publish(t, 100)
 	var after map[string]string
 	testwait.UntilErr(context.Background(), t, 60*time.Second, "every query runs in the remaining process", func() (bool, error) {
 		var err error
-		after, err = owners()
-		if err != nil {
+		if after, err = owners(); err != nil {
 			return false, err
 		}
 		for id, o := range after {
@@ -300,8 +316,14 @@ func TestTwoProcessesShareTheQueries(t *testing.T) {
 		}
 		return true, nil
 	})
-	t.Logf("owners before %v, after %v", before, after)
+	t.Logf("the standby took %d queries over %s after kill -9 (lease TTL 1s)", len(after), time.Since(killed).Round(time.Millisecond))
 	e.checkAll(t, queries)
+	if err := b.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Wait(); err != nil {
+		t.Fatalf("the second process did not drain and exit 0: %v\n%s\nfirst process:\n%s", err, outB.String(), outA.String())
+	}
 }
 
 // A query whose text does not compile goes to Error with the message while
