@@ -441,6 +441,9 @@ func (p *process) keep(ctx context.Context, c *lifecycle.Component, first chan<-
 			report(ctx.Err())
 			return // stopping while starting or standing by: not a failure
 		}
+		if err == nil {
+			p.setActive(c, true) // before the report: readiness then counts it
+		}
 		report(err)
 		if err != nil {
 			if p.bin.Isolated {
@@ -450,7 +453,6 @@ func (p *process) keep(ctx context.Context, c *lifecycle.Component, first chan<-
 			}
 			return
 		}
-		p.setActive(c, true)
 		var ferr error
 		select {
 		case <-ctx.Done():
