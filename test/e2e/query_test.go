@@ -31,8 +31,9 @@ var e2eQueries = []struct{ id, cypher, sql string }{
 }
 
 // The main job on a real database: source-pg and query-engine run, a
-// mixed workload changes two tables, and every query's results, folded as
-// a reaction sees them, equal the equivalent SQL on the final tables.
+// mixed workload changes two tables while the engine is killed twice, and
+// every query's results, folded as a reaction sees them (seqs 1..n, no
+// duplicate), equal the equivalent SQL on the final tables.
 func TestQueriesOnPostgresEqualSQL(t *testing.T) {
 	ctx := context.Background()
 	srv := natstest.Start(t)
@@ -79,9 +80,14 @@ queries:
 	}
 
 	// A mixed workload in small transactions: inserts, updates that move
-	// orders between statuses, drivers and zones, deletes.
+	// orders between statuses, drivers and zones, deletes. The engine is
+	// killed (-9) twice along the way and started again.
 	rng := rand.New(rand.NewPCG(21, 1))
 	for i := range 300 {
+		if i == 100 || i == 200 {
+			engine.Kill()
+			engine = Start(t, "query-engine", "run", "--config", cfg, "--metrics", "127.0.0.1:0")
+		}
 		tx, err := db.Begin(ctx)
 		if err != nil {
 			t.Fatal(err)
