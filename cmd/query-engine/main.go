@@ -1,22 +1,99 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/alecthomas/kong"
 
+	"github.com/tributary/tributary/internal/app"
 	"github.com/tributary/tributary/internal/config"
-	"github.com/tributary/tributary/internal/engine"
+	"github.com/tributary/tributary/internal/queryservice"
 	"github.com/tributary/tributary/internal/scenario"
+	"github.com/tributary/tributary/pkg/lifecycle"
 )
 
-// cli is the command line. The service subcommand (run) is added beside
-// test.
+// cli is the command line.
 type cli struct {
+	Run   runCmd   `cmd:"" help:"Run the config's continuous queries on the bus: consume their changes, publish their results."`
 	Test  testCmd  `cmd:"" help:"Evaluate scenario files offline; exit 1 when a step's diff differs."`
 	Check checkCmd `cmd:"" help:"Validate a config file and compile every query in it; exit 2 when anything is wrong."`
+}
+
+// runCmd is the service. Several processes may run one config: each query
+// runs in exactly one of them (its lease), the others stand by for it.
+type runCmd struct {
+	app.Globals
+}
+
+// errExit carries the service's exit code out of kong's Run.
+type errExit int
+
+func (e errExit) Error() string { return fmt.Sprintf("exit %d", int(e)) }
+
+func (c *runCmd) Run() error {
+	app.ApplyGCDefault()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	b := app.Binary{Kind: "query-engine", Build: build, Isolated: true, Validate: validate}
+	if code := b.Run(ctx, c.Globals); code != app.ExitOK {
+		return errExit(code)
+	}
+	return nil
+}
+
+// validate is what run adds to the file's validation: every source a
+// query names is declared. With --check every query must also compile;
+// without, a query that does not compile goes to Error when the service
+// starts, and the others run.
+func validate(cfg *config.Config, check bool) error {
+	problems, warnings := queryservice.Check(cfg)
+	for _, w := range warnings {
+		fmt.Fprintln(os.Stderr, "query-engine: warning:", w)
+	}
+	if check {
+		return problems
+	}
+	return queryservice.CheckSources(cfg)
+}
+
+// build creates one lifecycle component per query (kind "query", id the
+// query's id). A query whose text does not compile (after a config change
+// that skipped check) gets a component whose start fails with the message:
+// it goes to Error and the others run.
+func build(ctx context.Context, rt *app.Runtime) ([]*lifecycle.Component, error) {
+	if len(rt.Config.Queries) == 0 {
+		return nil, fmt.Errorf("the config has no queries")
+	}
+	var comps []*lifecycle.Component
+	for _, cq := range rt.Config.Queries {
+		comp, err := rt.NewComponent("query", cq.ID)
+		if err != nil {
+			return nil, err
+		}
+		q, err := queryservice.New(queryservice.Config{
+			Spec:        queryservice.Spec(cq),
+			Sources:     queryservice.SourceIDs(cq),
+			Bus:         rt.Bus,
+			Topology:    rt.Topology,
+			Component:   comp,
+			Logger:      rt.Log,
+			Registerer:  rt.Registry,
+			StopTimeout: rt.StopTimeout / 2, // the rest is for the lease, state and connection
+		})
+		if err != nil {
+			failed := err
+			comp.AddStep("compile", func(context.Context) (lifecycle.Undo, error) { return nil, failed })
+		} else {
+			comp.AddStep("query", q.Step)
+		}
+		comps = append(comps, comp)
+	}
+	return comps, nil
 }
 
 type checkCmd struct {
@@ -35,31 +112,16 @@ func (c *checkCmd) Run() error {
 		fmt.Fprintf(os.Stderr, "query-engine: invalid config:\n%v\n", err)
 		return errInvalid
 	}
-	bad := 0
-	for _, q := range cfg.Queries {
-		if _, err := engine.New(querySpec(q)); err != nil {
-			fmt.Fprintf(os.Stderr, "query-engine: %v\n", err)
-			bad++
-		}
+	problems, warnings := queryservice.Check(cfg)
+	for _, w := range warnings {
+		fmt.Fprintln(os.Stderr, "query-engine: warning:", w)
 	}
-	if bad > 0 {
+	if problems != nil {
+		fmt.Fprintf(os.Stderr, "query-engine: %v\n", problems)
 		return errInvalid
 	}
 	fmt.Printf("query-engine: config %s is valid; %d queries compile\n", c.Config, len(cfg.Queries))
 	return nil
-}
-
-// querySpec converts a configured query into the engine's spec.
-func querySpec(q config.Query) engine.QuerySpec {
-	spec := engine.QuerySpec{ID: q.ID, Query: q.Query, Parameters: q.Parameters}
-	for _, j := range q.Joins {
-		join := engine.Join{ID: j.ID}
-		for _, k := range j.Keys {
-			join.Keys = append(join.Keys, engine.JoinKey{Label: k.Label, Property: k.Property})
-		}
-		spec.Joins = append(spec.Joins, join)
-	}
-	return spec
 }
 
 type testCmd struct {
@@ -78,8 +140,13 @@ func (c *testCmd) Run() error {
 
 func main() {
 	var c cli
-	ctx := kong.Parse(&c, kong.Name("query-engine"), kong.Description("Tributary continuous query engine."), kong.UsageOnError())
+	ctx := kong.Parse(&c, kong.Name("query-engine"), kong.Description("Tributary continuous query engine."), kong.UsageOnError(),
+		kong.Vars{"metricsAddr": "127.0.0.1:9465"})
 	if err := ctx.Run(); err != nil {
+		var code errExit
+		if errors.As(err, &code) {
+			os.Exit(int(code))
+		}
 		if errors.Is(err, errInvalid) {
 			os.Exit(2)
 		}

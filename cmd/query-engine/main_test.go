@@ -55,7 +55,9 @@ func TestTestCommand(t *testing.T) {
 func TestCheckCommand(t *testing.T) {
 	dir := t.TempDir()
 	good := dir + "/good.yaml"
-	if err := os.WriteFile(good, []byte(`queries:
+	if err := os.WriteFile(good, []byte(`sources:
+  - {kind: external, id: shop}
+queries:
   - id: ready
     sources: [{sourceId: shop}]
     joins:
@@ -87,9 +89,31 @@ func TestCheckCommand(t *testing.T) {
 	if code != 2 {
 		t.Fatalf("exit %d, want 2:\n%s", code, out)
 	}
-	for _, want := range []string{`query "broken": line 3, column 1`, `query "unknown-fn": line 1, column 25`, "frobnicate"} {
+	for _, want := range []string{`query "broken": line 3, column 1`, `query "unknown-fn": line 1, column 25`, "frobnicate",
+		`query "broken" reads source "shop", which sources does not declare`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output does not contain %q:\n%s", want, out)
+		}
+	}
+}
+
+// A mistyped sourceId is caught both when the file declares sources (the
+// config's own validation) and when it declares none (query-engine's).
+func TestCheckCatchesMistypedSourceID(t *testing.T) {
+	dir := t.TempDir()
+	for name, doc := range map[string]string{
+		"declared": "sources:\n  - {kind: external, id: sensors}\nqueries:\n  - {id: q, sources: [{sourceId: sensor}], query: 'MATCH (r:rooms) RETURN r.name AS n'}\n",
+		"none":     "queries:\n  - {id: q, sources: [{sourceId: sensor}], query: 'MATCH (r:rooms) RETURN r.name AS n'}\n",
+	} {
+		p := dir + "/" + name + ".yaml"
+		if err := os.WriteFile(p, []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		for _, args := range [][]string{{"check", "--config", p}, {"run", "--check", "--config", p}} {
+			out, code := runCLI(t, args...)
+			if code != 2 || !strings.Contains(out, `"sensor"`) {
+				t.Errorf("%s %v: exit %d, want 2 naming the id:\n%s", name, args, code, out)
+			}
 		}
 	}
 }

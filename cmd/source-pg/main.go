@@ -22,6 +22,9 @@ func main() {
 func build(ctx context.Context, rt *app.Runtime) ([]*lifecycle.Component, error) {
 	var comps []*lifecycle.Component
 	for _, src := range rt.Config.Sources {
+		if src.External() != nil {
+			continue // another producer publishes it; nothing to capture
+		}
 		pg := src.Postgres()
 		if pg == nil {
 			return nil, fmt.Errorf("source %s: kind %q is not run by source-pg", src.ID, src.Kind)

@@ -18,6 +18,7 @@ import (
 	"github.com/tributary/tributary/internal/config"
 	"github.com/tributary/tributary/internal/logging"
 	"github.com/tributary/tributary/internal/obs"
+	"github.com/tributary/tributary/internal/retry"
 	"github.com/tributary/tributary/pkg/bus"
 	"github.com/tributary/tributary/pkg/lifecycle"
 	"github.com/tributary/tributary/streams"
@@ -53,6 +54,9 @@ type Runtime struct {
 	LeaseTTL time.Duration
 	// Instance names this process in states and leases.
 	Instance string
+	// StopTimeout is how long the whole process may take to stop
+	// (--stop-timeout); a component's own drain should take less.
+	StopTimeout time.Duration
 }
 
 // NewComponent creates a lifecycle component of this process.
@@ -77,6 +81,20 @@ type Binary struct {
 	// Kind is the binary's name ("source-pg"), used for the client name.
 	Kind  string
 	Build Build
+	// Isolated components do not depend on each other (query-engine's
+	// queries): one whose start fails is left in Error, with the reason in
+	// its state, while the others run; one that fails while running
+	// (lease lost, supervisor gave up) is stopped and started again after
+	// a backoff, standing by if another instance took it meanwhile.
+	// Without Isolated, any failed start fails the process and any fatal
+	// failure ends it non-zero.
+	Isolated bool
+	// Validate, when set, checks what the config means to this binary
+	// beyond the file's own validation; check is true for --check, which
+	// may be stricter than a start (query-engine refuses a query that does
+	// not compile there, while a start runs the others). An error exits
+	// ExitConfig.
+	Validate func(cfg *config.Config, check bool) error
 	// Stdout and Stderr default to the process's.
 	Stdout, Stderr io.Writer
 }
@@ -109,6 +127,9 @@ func (b Binary) Run(ctx context.Context, g Globals) int {
 		}
 		err = cfg.Validate()
 	}
+	if err == nil && b.Validate != nil {
+		err = b.Validate(cfg, g.Check)
+	}
 	if err != nil {
 		fmt.Fprintf(b.Stderr, "%s: invalid config:\n%v\n", b.Kind, err)
 		return ExitConfig
@@ -120,6 +141,12 @@ func (b Binary) Run(ctx context.Context, g Globals) int {
 
 	p := &process{bin: b, g: g, cfg: cfg, log: log}
 	if err := p.start(ctx); err != nil {
+		if ctx.Err() != nil {
+			// SIGTERM during the start (e.g. while waiting for a lease):
+			// a drain like any other, not a failure.
+			log.Info("stop requested while starting; everything started was stopped")
+			return ExitOK
+		}
 		log.Error("start failed; everything started was stopped", "err", err)
 		return ExitFailed
 	}
@@ -152,6 +179,7 @@ type process struct {
 
 	mu      sync.Mutex
 	comps   []*lifecycle.Component
+	active  map[*lifecycle.Component]bool // started by this process and not stopped since
 	conn    *bus.Conn
 	started bool // every start step succeeded
 }
@@ -162,7 +190,36 @@ func (p *process) components() []*lifecycle.Component {
 	return append([]*lifecycle.Component(nil), p.comps...)
 }
 
-// ready is /readyz: the bus is connected and every component runs.
+// activeComponents are the components this process runs now: not the ones
+// standing by for another instance's lease, nor isolated ones that failed.
+func (p *process) activeComponents() []*lifecycle.Component {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []*lifecycle.Component
+	for _, c := range p.comps {
+		if p.active[c] {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func (p *process) setActive(c *lifecycle.Component, on bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.active == nil {
+		p.active = map[*lifecycle.Component]bool{}
+	}
+	if on {
+		p.active[c] = true
+	} else {
+		delete(p.active, c)
+	}
+}
+
+// ready is /readyz: the bus is connected and every component this process
+// runs is ready. Components standing by for another instance's lease do
+// not count: a process whose components all run elsewhere is ready.
 func (p *process) ready() error {
 	p.mu.Lock()
 	conn, started := p.conn, p.started
@@ -174,7 +231,7 @@ func (p *process) ready() error {
 		return errors.New("not connected to NATS")
 	}
 	var errs []error
-	for _, c := range p.components() {
+	for _, c := range p.activeComponents() {
 		if err := c.Ready(); err != nil {
 			errs = append(errs, err)
 		}
@@ -207,7 +264,7 @@ func (p *process) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("topology: %w", err)
 	}
-	rt := &Runtime{Config: cfg, Topology: topo, Log: log, Registry: reg, Instance: lifecycle.NewInstanceID(), LeaseTTL: topo.Leases.TTL}
+	rt := &Runtime{Config: cfg, Topology: topo, Log: log, Registry: reg, Instance: lifecycle.NewInstanceID(), LeaseTTL: topo.Leases.TTL, StopTimeout: p.g.StopTimeout}
 
 	st := lifecycle.NewStarter(log)
 	st.Add("metrics listener", func(ctx context.Context) (lifecycle.Undo, error) {
@@ -253,32 +310,7 @@ func (p *process) start(ctx context.Context) error {
 		if err != nil {
 			return nil, err
 		}
-		p.mu.Lock()
-		p.comps = comps
-		p.mu.Unlock()
-		var started []*lifecycle.Component
-		var watchers sync.WaitGroup
-		stopWatch := make(chan struct{})
-		stopAll := func(ctx context.Context) error {
-			close(stopWatch)
-			watchers.Wait()
-			var errs []error
-			for i := len(started) - 1; i >= 0; i-- {
-				if err := started[i].Stop(ctx); err != nil {
-					errs = append(errs, fmt.Errorf("stopping %s: %w", started[i].ID(), err))
-				}
-			}
-			return errors.Join(errs...)
-		}
-		for _, c := range comps {
-			if err := c.Start(ctx); err != nil {
-				_ = stopAll(ctx)
-				return nil, fmt.Errorf("starting %s: %w", c.ID(), err)
-			}
-			started = append(started, c)
-			watchers.Go(func() { p.watchFatal(c, stopWatch) })
-		}
-		return stopAll, nil
+		return p.startComponents(ctx, rt, comps)
 	})
 	undo, err := st.Start(ctx)
 	if err != nil {
@@ -291,17 +323,163 @@ func (p *process) start(ctx context.Context) error {
 	return nil
 }
 
-// watchFatal forwards the first fatal error of a component until stop is
-// closed.
-func (p *process) watchFatal(c *lifecycle.Component, stop <-chan struct{}) {
-	var err error
-	select {
-	case err = <-c.Fatal():
-	case <-stop:
-		return
+// startComponents starts comps and returns how to stop them. A component
+// that another instance runs now (its state is active there) stands by in
+// the background, so that it cannot hold up the others nor the process's
+// readiness; the others are started at once and waited for. Each component
+// is kept by one goroutine (see keep) until the returned Undo, which
+// cancels the standbys quietly and stops every component in reverse order.
+func (p *process) startComponents(ctx context.Context, rt *Runtime, comps []*lifecycle.Component) (lifecycle.Undo, error) {
+	p.mu.Lock()
+	p.comps = comps
+	p.mu.Unlock()
+	runCtx, cancelRun := context.WithCancel(context.WithoutCancel(ctx))
+	var keepers sync.WaitGroup
+	stopAll := func(ctx context.Context) error {
+		cancelRun()
+		waited := make(chan struct{})
+		go func() { // owned by stopAll: it waits for waited below, or the process exits
+			keepers.Wait()
+			close(waited)
+		}()
+		var errs []error
+		select {
+		case <-waited:
+		case <-ctx.Done():
+			// A start that ignores its cancelled context must not hang the
+			// process's exit: report it and stop what can be stopped.
+			errs = append(errs, fmt.Errorf("a component's start did not end when the process stopped: %w", ctx.Err()))
+		}
+		for i := len(comps) - 1; i >= 0; i-- {
+			if err := comps[i].Stop(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("stopping %s: %w", comps[i].ID(), err))
+			}
+			p.setActive(comps[i], false)
+		}
+		return errors.Join(errs...)
 	}
+	type pending struct {
+		c     *lifecycle.Component
+		first chan error
+	}
+	var wait []pending
+	for _, c := range comps {
+		first := make(chan error, 1)
+		standby := p.ownedElsewhere(ctx, rt, c, true)
+		keepers.Go(func() { p.keep(runCtx, c, first) })
+		if !standby {
+			wait = append(wait, pending{c, first})
+		}
+	}
+	// A start found free may still lose the race to another process
+	// starting at the same time and stand by: stop waiting for it then.
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for _, w := range wait {
+		var err error
+	waiting:
+		for {
+			select {
+			case err = <-w.first:
+				break waiting
+			case <-ctx.Done():
+				err = ctx.Err()
+				break waiting
+			case <-tick.C:
+				if p.ownedElsewhere(ctx, rt, w.c, false) {
+					break waiting
+				}
+			}
+		}
+		if err == nil || (p.bin.Isolated && ctx.Err() == nil) {
+			continue // an isolated failure is logged, its state says Error
+		}
+		_ = stopAll(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("starting %s: %w", w.c.ID(), err)
+	}
+	return stopAll, nil
+}
+
+// ownedElsewhere reports whether another instance runs c now, so that its
+// Start would stand by. A read error counts as no: Start then decides.
+func (p *process) ownedElsewhere(ctx context.Context, rt *Runtime, c *lifecycle.Component, logIt bool) bool {
+	rec, err := rt.Store.Get(ctx, c.ID())
+	if err != nil {
+		return false
+	}
+	if rec.State.Active() && rec.Instance != "" && rec.Instance != c.Instance() {
+		if !logIt {
+			return true
+		}
+		p.log.Info("standing by in the background: another instance runs the component",
+			"kind", c.ID().Kind, "id", c.ID().ID, "owner", rec.Instance, "state", rec.State)
+		return true
+	}
+	return false
+}
+
+// keep runs c until ctx ends: it starts it (standing by while another
+// instance holds its lease), reports the first start's result on first
+// (buffered; nobody need read it), and watches for a fatal failure. A
+// failed start or a fatal failure ends the process (p.fatal) unless the
+// binary is Isolated; then a failed start leaves the component in Error,
+// and a failure while running stops it and starts it again after a
+// backoff. When ctx ends (the process stops), keep returns quietly,
+// whatever the start was doing: the caller stops c.
+func (p *process) keep(ctx context.Context, c *lifecycle.Component, first chan<- error) {
+	log := p.log.With("kind", c.ID().Kind, "id", c.ID().ID)
+	bo := retry.NewBackOff(time.Second, 30*time.Second)
+	report := func(err error) {
+		select {
+		case first <- err:
+		default: // reported before
+		}
+	}
+	for {
+		err := c.Start(ctx)
+		if ctx.Err() != nil {
+			report(ctx.Err())
+			return // stopping while starting or standing by: not a failure
+		}
+		if err == nil {
+			p.setActive(c, true) // before the report: readiness then counts it
+		}
+		report(err)
+		if err != nil {
+			if p.bin.Isolated {
+				log.Error("component failed to start; the others keep running", "err", err)
+			} else {
+				p.sendFatal(fmt.Errorf("%s: %w", c.ID(), err))
+			}
+			return
+		}
+		var ferr error
+		select {
+		case <-ctx.Done():
+			return
+		case ferr = <-c.Fatal():
+		}
+		p.setActive(c, false)
+		if !p.bin.Isolated {
+			p.sendFatal(fmt.Errorf("%s: %w", c.ID(), ferr))
+			return
+		}
+		wait := bo.NextBackOff()
+		log.Error("component failed; stopping it and starting it again", "err", ferr, "restart_in", wait)
+		sctx, cancel := context.WithTimeout(ctx, p.g.StopTimeout)
+		if err := c.Stop(sctx); err != nil {
+			log.Error("stopping the failed component", "err", err)
+		}
+		cancel()
+		if retry.Sleep(ctx, wait) != nil {
+			return
+		}
+	}
+}
+
+func (p *process) sendFatal(err error) {
 	select {
-	case p.fatal <- fmt.Errorf("%s: %w", c.ID(), err):
+	case p.fatal <- err:
 	default:
 	}
 }

@@ -257,3 +257,137 @@ func TestNATSFlagIgnoresEmbeddedListen(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errOut.String())
 	}
 }
+
+// blockingComponent builds one component whose worker runs until stopped.
+func blockingComponent(id string, running *atomic.Int32) app.Build {
+	return func(ctx context.Context, rt *app.Runtime) ([]*lifecycle.Component, error) {
+		comp, err := rt.NewComponent("test", id)
+		if err != nil {
+			return nil, err
+		}
+		comp.AddStep("worker", func(ctx context.Context) (lifecycle.Undo, error) {
+			return nil, comp.Go("work", func(ctx context.Context) error {
+				running.Add(1)
+				defer running.Add(-1)
+				<-ctx.Done()
+				return nil
+			})
+		})
+		return []*lifecycle.Component{comp}, nil
+	}
+}
+
+// Issue 8: a second process whose component another process runs stands
+// by in the background (its start does not block), and SIGTERM while it
+// waits for the lease drains it with exit 0, without an error. Then the
+// owner's component moves to a third process when the owner stops.
+func TestStandbyStopsCleanlyAndTakesOver(t *testing.T) {
+	srv := natstest.Start(t)
+	cfg := writeConfig(t, "nats:\n  url: "+srv.URL()+"\n  leaseTTL: 2s\n")
+	var running atomic.Int32
+	type proc struct {
+		cancel context.CancelFunc
+		code   chan int
+		errOut *syncBuffer
+	}
+	start := func() *proc {
+		ctx, cancel := context.WithCancel(context.Background())
+		p := &proc{cancel: cancel, code: make(chan int, 1), errOut: &syncBuffer{}}
+		go func() {
+			p.code <- app.Binary{Kind: "test", Build: blockingComponent("one", &running), Isolated: true, Stderr: p.errOut}.Run(ctx, globals(cfg))
+		}()
+		return p
+	}
+	exit := func(p *proc) int {
+		p.cancel()
+		select {
+		case code := <-p.code:
+			return code
+		case <-time.After(30 * time.Second):
+			t.Fatalf("did not stop within 30s; stderr:\n%s", p.errOut.String())
+			return -1
+		}
+	}
+	owner := start()
+	testwait.Until(t, 20*time.Second, "the owner runs the component", func() bool { return running.Load() == 1 })
+
+	standby := start()
+	testwait.Until(t, 20*time.Second, "the second process stands by", func() bool {
+		return strings.Contains(standby.errOut.String(), "standing by")
+	})
+	if code := exit(standby); code != app.ExitOK {
+		t.Fatalf("standby exit %d, want 0; stderr:\n%s", code, standby.errOut.String())
+	}
+	if s := standby.errOut.String(); strings.Contains(s, "level=ERROR") {
+		t.Fatalf("the standby's drain logged an error:\n%s", s)
+	}
+
+	next := start()
+	testwait.Until(t, 20*time.Second, "the third process stands by", func() bool {
+		return strings.Contains(next.errOut.String(), "standing by")
+	})
+	if code := exit(owner); code != app.ExitOK {
+		t.Fatalf("owner exit %d; stderr:\n%s", code, owner.errOut.String())
+	}
+	testwait.Until(t, 20*time.Second, "the standby takes the component over", func() bool {
+		return running.Load() == 1 && strings.Contains(next.errOut.String(), "msg=running")
+	})
+	if code := exit(next); code != app.ExitOK {
+		t.Fatalf("exit %d; stderr:\n%s", code, next.errOut.String())
+	}
+}
+
+// An Isolated binary keeps running when one component fails for good: the
+// failed one is stopped and started again after a backoff, the other keeps
+// running, and SIGTERM still drains with exit 0.
+func TestIsolatedComponentIsRestartedAfterItGivesUp(t *testing.T) {
+	srv := natstest.Start(t)
+	cfg := writeConfig(t, "nats:\n  url: "+srv.URL()+"\n")
+	var attempts, healthy atomic.Int32
+	build := func(ctx context.Context, rt *app.Runtime) ([]*lifecycle.Component, error) {
+		failing, err := rt.NewComponent("test", "failing")
+		if err != nil {
+			return nil, err
+		}
+		failing.AddStep("worker", func(ctx context.Context) (lifecycle.Undo, error) {
+			return nil, failing.Go("always-fails", func(ctx context.Context) error {
+				attempts.Add(1)
+				return fmt.Errorf("cannot reach the database")
+			})
+		})
+		comps, err := blockingComponent("healthy", &healthy)(ctx, rt)
+		if err != nil {
+			return nil, err
+		}
+		return append(comps, failing), nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var errOut syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- app.Binary{Kind: "test", Build: build, Isolated: true, Stderr: &errOut}.Run(ctx, globals(cfg))
+	}()
+	// The supervisor gives up after 5 failures in a row; more attempts
+	// mean the component was started again.
+	testwait.Until(t, 60*time.Second, "the failed component restarted", func() bool { return attempts.Load() > 6 })
+	if healthy.Load() != 1 {
+		t.Fatalf("the healthy component does not run (%d)", healthy.Load())
+	}
+	select {
+	case code := <-done:
+		t.Fatalf("the process ended (exit %d) although the binary is isolated:\n%s", code, errOut.String())
+	default:
+	}
+	if !strings.Contains(errOut.String(), "component failed; stopping it and starting it again") {
+		t.Fatalf("stderr does not say it restarts the component:\n%s", errOut.String())
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != app.ExitOK {
+			t.Fatalf("exit %d:\n%s", code, errOut.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("did not stop within 30s")
+	}
+}

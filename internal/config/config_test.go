@@ -249,6 +249,7 @@ func TestMinimalSectionsAreValid(t *testing.T) {
 		"comment only":   "# nothing\n",
 		"nats only":      "nats: {url: 'nats://a:4222,nats://b:4222', replicas: 3, user: u, password: p}\n",
 		"sources only":   okSource,
+		"external":       okSource + "  - {kind: external, id: sensors, description: 'the IoT gateway'}\nqueries:\n  - {id: q, sources: [{sourceId: sensors}, {sourceId: s}], query: x}\n",
 		"queries only":   okQuery, // source s not defined here: no referential check
 		"reactions only": okReaction,
 		"all":            okSource + okQuery + okReaction,
@@ -337,7 +338,9 @@ func TestProblems(t *testing.T) {
 		{"retention negative bytes", "nats: {retention: {deadLetters: {maxBytes: -5}}}\n", "nats.retention.deadLetters.maxBytes", "at least 1MiB"},
 		{"retention negative per subject", "nats: {retention: {changes: {maxMsgsPerSubject: -1}}}\n", "nats.retention.changes.maxMsgsPerSubject", "must be 0"},
 		// sources.
-		{"source kind missing", "sources:\n  - {id: s}\n", "sources[0].kind", "required (one of postgres)"},
+		{"source kind missing", "sources:\n  - {id: s}\n", "sources[0].kind", "required (one of external, postgres)"},
+		{"external unknown key", "sources:\n  - {kind: external, id: s, tables: [t]}\n", "sources[0].tables", `unknown key "tables"`},
+		{"query external mistyped", "sources:\n  - {kind: external, id: sensors}\nqueries:\n  - {id: q, sources: [{sourceId: sensor}], query: x}\n", "queries[0].sources[0].sourceId", `no source with id "sensor"`},
 		{"source kind unknown", "sources:\n  - {kind: mysql, id: s, host: h}\n", "sources[0].kind", `unknown source kind "mysql"`},
 		{"source id missing", "sources:\n  - {kind: postgres, database: d, tables: [t], slotName: x, publicationName: x}\n", "sources[0].id", "required"},
 		{"source id bad", "sources:\n  - {kind: postgres, id: 'a.b', database: d, tables: [t], slotName: x, publicationName: x}\n", "sources[0].id", "only letters, digits"},

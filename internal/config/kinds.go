@@ -27,6 +27,7 @@ type ReactionSpec interface {
 // sourceKinds maps sources[].kind to a constructor of its spec.
 var sourceKinds = map[string]func() SourceSpec{
 	KindPostgres: func() SourceSpec { return new(PostgresSource) },
+	KindExternal: func() SourceSpec { return new(ExternalSource) },
 }
 
 // reactionKinds maps reactions[].kind to a constructor of its spec.

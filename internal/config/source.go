@@ -21,12 +21,15 @@ const (
 // Source is one entry of sources. Kind selects the struct that holds the
 // remaining keys (Spec); keys not known to that kind are errors.
 type Source struct {
-	// Kind of source: "postgres" (the only kind so far). Required.
+	// Kind of source: "postgres" (captured by source-pg) or "external"
+	// (another producer publishes its changes; nothing captures it here).
+	// Required.
 	Kind string `yaml:"kind"`
 	// ID names the source in subjects and in queries' sources[].sourceId.
 	// Required, unique among sources, a NATS token (letters, digits, "-", "_").
 	ID string `yaml:"id"`
-	// Spec holds the kind's keys: *PostgresSource for "postgres". Nil when the
+	// Spec holds the kind's keys: *PostgresSource for "postgres",
+	// *ExternalSource for "external". Nil when the
 	// kind is missing or unknown (which Validate reports).
 	Spec SourceSpec `yaml:"-"`
 }
@@ -36,6 +39,33 @@ type Source struct {
 func (s *Source) Postgres() *PostgresSource {
 	p, _ := s.Spec.(*PostgresSource)
 	return p
+}
+
+// KindExternal is the sources[].kind of a source whose changes another
+// producer publishes on the changes stream (docs/formats.md, "Other
+// producers"). It declares the source id so that queries may name it;
+// no Tributary binary captures anything for it.
+const KindExternal = "external"
+
+// ExternalSource holds the keys of a source of kind external.
+type ExternalSource struct {
+	// Description says who produces the source's changes (free text,
+	// optional).
+	Description string `yaml:"description"`
+}
+
+// SourceKind implements SourceSpec.
+func (*ExternalSource) SourceKind() string { return KindExternal }
+
+func (*ExternalSource) applyDefaults(string) {}
+
+func (*ExternalSource) validate(*problems, string, *Source) {}
+
+// External returns the external keys, or nil when the source is of another
+// kind.
+func (s *Source) External() *ExternalSource {
+	e, _ := s.Spec.(*ExternalSource)
+	return e
 }
 
 // PostgresSource holds the keys of a source of kind postgres. The server is

@@ -86,7 +86,25 @@ func WithFence(f *Fence) BatchOption {
 // too large, message too large, three "incomplete" answers in a row, ...;
 // nothing was stored); ErrClosed after
 // Close; otherwise ctx's error, with the last attempt's error.
+//
+// A batch of one message is stored with a plain publish instead (with the
+// same id, fence and re-send rules): one message is all-or-nothing anyway,
+// and the server's atomic-batch path costs it about 25 ms (it stages every
+// batch in a store of its own) where a plain publish costs about 0.1 ms.
 func (p *Publisher) PublishBatch(ctx context.Context, msgs []Message, opts ...BatchOption) (BatchAck, error) {
+	if len(msgs) == 1 {
+		if err := validateBatch(msgs, p.c.MaxBatch(), p.c.nc.MaxPayload()); err != nil {
+			return BatchAck{}, err
+		}
+		if p.isClosed() {
+			return BatchAck{}, fmt.Errorf("publishing %s: publisher %s: %w", msgs[0].ID, p.opts.Name, ErrClosed)
+		}
+		var o batchOptions
+		for _, opt := range opts {
+			opt(&o)
+		}
+		return p.publishEach(ctx, msgs, o.fence, "message "+msgs[0].ID, false, retry.NewBackOff(p.opts.RetryWait, p.opts.MaxRetryWait))
+	}
 	b, err := p.StageBatch(msgs, opts...)
 	if err != nil {
 		return BatchAck{}, err
@@ -273,7 +291,7 @@ func (b *StagedBatch) Commit(ctx context.Context) (BatchAck, error) {
 			return ack, nil
 		}
 		if isAPIError(err, errCodeBatchDuplicate) {
-			return p.publishEach(ctx, b.msgs, b.fence, b.desc, bo)
+			return p.publishEach(ctx, b.msgs, b.fence, b.desc, true, bo)
 		}
 		if ferr := p.c.fencedErr(ctx, b.fence, b.desc, err); ferr != nil {
 			p.log.Warn("fenced batch refused: another writer claimed the fence", "batch", b.desc, "err", err)
@@ -309,7 +327,14 @@ func (b *StagedBatch) Commit(ctx context.Context) (BatchAck, error) {
 
 // publishEach publishes msgs one at a time, in order, each deduplicated by
 // its id and each fenced by fence when it is not nil; see PublishBatch.
-func (p *Publisher) publishEach(ctx context.Context, msgs []Message, fence *Fence, desc string, bo interface{ NextBackOff() time.Duration }) (BatchAck, error) {
+// afterDup says that it stores what remains of an atomic batch the server
+// found partly stored (rather than a batch of one, which is always sent this
+// way).
+func (p *Publisher) publishEach(ctx context.Context, msgs []Message, fence *Fence, desc string, afterDup bool, bo interface{ NextBackOff() time.Duration }) (BatchAck, error) {
+	why := ""
+	if afterDup {
+		why = " after a duplicate answer"
+	}
 	var last *jetstream.PubAck
 	dups := 0
 	for i := range msgs {
@@ -332,28 +357,30 @@ func (p *Publisher) publishEach(ctx context.Context, msgs []Message, fence *Fenc
 				}
 				break
 			}
-			if ferr := p.c.fencedErr(ctx, fence, fmt.Sprintf("%s: message %s after a duplicate answer", desc, msgs[i].ID), err); ferr != nil {
+			if ferr := p.c.fencedErr(ctx, fence, fmt.Sprintf("%s: message %s%s", desc, msgs[i].ID, why), err); ferr != nil {
 				p.log.Warn("fenced message refused: another writer claimed the fence", "batch", desc, "id", msgs[i].ID, "err", err)
 				return BatchAck{}, ferr
 			}
 			if !retryablePublishErr(err) && !(fence != nil && isAPIError(err, errCodeWrongLastSeqConstant)) {
-				return BatchAck{}, fmt.Errorf("%w: %s: message %s after a duplicate answer: %w", ErrRejected, desc, msgs[i].ID, err)
+				return BatchAck{}, fmt.Errorf("%w: %s: message %s%s: %w", ErrRejected, desc, msgs[i].ID, why, err)
 			}
 			err = p.retrying(ctx, msgs[i].Subject, err)
 			if ctx.Err() != nil {
-				return BatchAck{}, fmt.Errorf("publishing %s one by one after a duplicate answer: message %s: %w (last attempt: %v)", desc, msgs[i].ID, ctx.Err(), err)
+				return BatchAck{}, fmt.Errorf("publishing %s%s: message %s: %w (last attempt: %v)", desc, why, msgs[i].ID, ctx.Err(), err)
 			}
 			p.m.retries.Inc()
 			if serr := retry.Sleep(ctx, bo.NextBackOff()); serr != nil {
-				return BatchAck{}, fmt.Errorf("publishing %s one by one after a duplicate answer: message %s: %w (last attempt: %v)", desc, msgs[i].ID, serr, err)
+				return BatchAck{}, fmt.Errorf("publishing %s%s: message %s: %w (last attempt: %v)", desc, why, msgs[i].ID, serr, err)
 			}
 		}
 	}
 	p.published()
-	if dups < len(msgs) {
+	switch {
+	case !afterDup:
+	case dups < len(msgs):
 		p.log.Warn("atomic batch was partly stored before; stored the rest message by message",
 			"batch", desc, "stored_before", dups, "stored_now", len(msgs)-dups)
-	} else {
+	default:
 		p.log.Debug("atomic batch was stored before", "batch", desc)
 	}
 	return BatchAck{Stream: last.Stream, Sequence: last.Sequence, Count: len(msgs), Duplicate: dups == len(msgs)}, nil

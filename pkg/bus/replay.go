@@ -31,9 +31,9 @@ type ReplayOptions struct {
 // published meanwhile beyond that point are not delivered.
 //
 // It reads with an ordered consumer (ephemeral, no acknowledgements,
-// re-created by the client after a gap or a lost connection, removed by the
-// server 30 s after Replay returns), so it changes no durable consumer's
-// state: it is the way to rebuild state from history. The
+// re-created by the client after a gap or a lost connection, deleted when
+// Replay returns), so it leaves nothing behind and changes no durable
+// consumer's state: it is the way to rebuild state from history. The
 // Delivery's NumDelivered is always 1 and its Consumer is "".
 //
 // fn's error stops the replay and is returned as is; ctx bounds the whole
@@ -96,7 +96,18 @@ func (c *Conn) Replay(ctx context.Context, opts ReplayOptions, fn func(*Delivery
 	if err != nil {
 		return 0, fmt.Errorf("replay of %s: %w", opts.Stream, err)
 	}
-	defer it.Stop()
+	defer func() {
+		it.Stop()
+		// Delete the server's consumer now rather than after its
+		// inactivity threshold: replays can be frequent.
+		if info := cons.CachedInfo(); info != nil && info.Name != "" {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if err := c.js.DeleteConsumer(dctx, opts.Stream, info.Name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+				c.log.Debug("deleting a replay's ordered consumer failed; the server removes it when inactive", "stream", opts.Stream, "err", err)
+			}
+		}
+	}()
 	for {
 		m, err := it.Next(jetstream.NextContext(ctx))
 		if err != nil {

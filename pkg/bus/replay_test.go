@@ -12,7 +12,7 @@ import (
 )
 
 // Replay reads the matching history in order up to Through, stops there
-// and reports what it covers.
+// and reports what it covers; it leaves no consumer behind.
 func TestReplayReadsMatchingHistoryThroughASequence(t *testing.T) {
 	e := newEnv(t)
 	e.stream(t, jetstream.StreamConfig{Name: "R", Subjects: []string{"r.>"}})
@@ -62,6 +62,13 @@ func TestReplayReadsMatchingHistoryThroughASequence(t *testing.T) {
 	}
 	if _, err := e.c.Replay(ctx, bus.ReplayOptions{Stream: "NOPE"}, func(*bus.Delivery) error { return nil }); !errors.Is(err, bus.ErrStreamNotFound) {
 		t.Fatalf("err %v, want ErrStreamNotFound", err)
+	}
+	info, err := e.js.Stream(ctx, "R")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := info.Info(ctx); err != nil || st.State.Consumers != 0 {
+		t.Fatalf("%v consumers left on the stream after the replays (%v)", st.State.Consumers, err)
 	}
 	if floor, err := e.c.ConsumerAckFloor(ctx, "R", "none"); err != nil || floor != 0 {
 		t.Fatalf("ack floor of a missing consumer: %d, %v", floor, err)

@@ -1,0 +1,298 @@
+package queryservice
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/tributary/tributary/internal/engine"
+	"github.com/tributary/tributary/pkg/bus"
+	"github.com/tributary/tributary/pkg/change"
+)
+
+// BatchError says which delivery of a batch failed: the ones before Index
+// were handled (their results acknowledged), the one at Index failed with
+// Err, the ones after it were not looked at.
+type BatchError struct {
+	Index int
+	Err   error
+}
+
+func (e *BatchError) Error() string {
+	return fmt.Sprintf("delivery %d of the batch: %v", e.Index, e.Err)
+}
+func (e *BatchError) Unwrap() error { return e.Err }
+
+// errRebuilding: the run's state is ahead of its output and is being
+// rebuilt; the delivery is retried by the next run.
+var errRebuilding = errors.New("query state is being rebuilt")
+
+// run is one life of a query's worker: the engine state and where it
+// stands. process is called by one goroutine at a time (Concurrency 1).
+type run struct {
+	q     *Query
+	pub   *bus.Publisher
+	fence *bus.Fence // every result is a write fenced by it
+	eng *engine.Query
+	// applied is the changes-stream sequence the state covers; seq the
+	// last result message published.
+	applied uint64
+	seq     uint64
+
+	broken   chan struct{}
+	failOnce sync.Once
+	failErr  error
+}
+
+func (q *Query) newRun(pub *bus.Publisher, fence *bus.Fence) (*run, error) {
+	eng, err := engine.New(q.cfg.Spec)
+	if err != nil {
+		return nil, err
+	}
+	return &run{q: q, pub: pub, fence: fence, eng: eng, broken: make(chan struct{})}, nil
+}
+
+// fail records that the state can no longer be trusted (it is ahead of
+// the output) and makes the worker end and rebuild.
+func (r *run) fail(err error) error {
+	r.failOnce.Do(func() {
+		r.failErr = err
+		close(r.broken)
+	})
+	return err
+}
+
+func (r *run) failure() error {
+	select {
+	case <-r.broken:
+		return r.failErr
+	default:
+		return nil
+	}
+}
+
+// progress is what the last result message on the subject says.
+type progress struct {
+	found    bool
+	seq      uint64 // last result seq
+	inputSeq uint64 // changes-stream sequence it covers
+	fprint   string
+}
+
+func (r *run) readProgress(ctx context.Context) (progress, error) {
+	q := r.q
+	m, err := q.cfg.Bus.LastMessage(ctx, q.cfg.Topology.Results.Name, q.subject)
+	if errors.Is(err, bus.ErrNotFound) {
+		return progress{}, nil
+	}
+	if err != nil {
+		return progress{}, err
+	}
+	seq, err1 := strconv.ParseUint(m.Header[HeaderResultSeq], 10, 64)
+	in, err2 := strconv.ParseUint(m.Header[HeaderInputSeq], 10, 64)
+	if err1 != nil || err2 != nil || seq == 0 {
+		return progress{}, fmt.Errorf("%w: %s sequence %d has %s %q and %s %q",
+			ErrCorruptProgress, q.subject, m.Sequence, HeaderResultSeq, m.Header[HeaderResultSeq], HeaderInputSeq, m.Header[HeaderInputSeq])
+	}
+	return progress{found: true, seq: seq, inputSeq: in, fprint: m.Header[HeaderFingerprint]}, nil
+}
+
+// bootstrap rebuilds the state from history without publishing: up to
+// where the output ends (or the durable consumer acknowledged, for
+// changes that produced no result), or, for a query without results yet,
+// up to the stream's end, followed by one result message holding the whole
+// result set.
+func (r *run) bootstrap(ctx context.Context) error {
+	q := r.q
+	start := time.Now()
+	floor, err := q.cfg.Bus.ConsumerAckFloor(ctx, q.cfg.Topology.Changes.Name, q.durable)
+	if err != nil {
+		return err
+	}
+	p, err := r.readProgress(ctx)
+	if err != nil {
+		return err
+	}
+	if p.found && p.fprint != "" && p.fprint != q.fprint {
+		q.log.Warn("the query's definition changed since its last result message; its result continues from the "+
+			"old result set, which may not fold to the new query's answer", "last_seq", p.seq)
+	}
+	through := max(p.inputSeq, floor)
+	if !p.found {
+		// A new query: everything stored now.
+		if through, err = q.cfg.Bus.StreamLastSequence(ctx, q.cfg.Topology.Changes.Name); err != nil {
+			return err
+		}
+	}
+	q.m.bootstrapLeft.Set(float64(through))
+	n := 0
+	covered, err := q.cfg.Bus.Replay(ctx, bus.ReplayOptions{
+		Stream: q.cfg.Topology.Changes.Name, FilterSubjects: q.filters, Through: through,
+	}, func(d *bus.Delivery) error {
+		env, err := change.Decode(d.Data)
+		if err != nil {
+			return nil // the live consumer dead-lettered it (or will)
+		}
+		if _, err := r.eng.Apply(env); err != nil {
+			return nil // refused by the engine: dead-lettered live too
+		}
+		if n++; n%1000 == 0 && through > d.StreamSeq {
+			q.m.bootstrapLeft.Set(float64(through - d.StreamSeq))
+		}
+		if n%10000 == 0 {
+			q.cfg.Component.NotReady("bootstrap", fmt.Sprintf("rebuilding the query's state: %d changes replayed, at sequence %d of %d", n, d.StreamSeq, through))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	q.m.bootstrapLeft.Set(0)
+	q.m.replayed.Add(float64(n))
+	r.applied, r.seq = covered, p.seq
+	q.m.inputSeq.Set(float64(r.applied))
+	q.m.elements.Set(float64(r.eng.Elements()))
+	if !p.found {
+		// The first message holds the whole current result (for an
+		// aggregation without grouping keys, its one row, even when
+		// nothing matched).
+		d := engine.Diff{Added: r.eng.Result()}
+		msg, err := r.resultMessage(&d, 1, covered)
+		if err != nil {
+			return err
+		}
+		if err := r.publish(ctx, []bus.Message{msg}); err != nil {
+			return err
+		}
+		r.seq = 1
+		q.m.published.Inc()
+	}
+	q.log.Info("query state rebuilt", "replayed", n, "input_seq", covered, "seq", r.seq,
+		"initial_result", !p.found, "elements", r.eng.Elements(), "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// handle is the per-message bus.Handler: one delivery as a batch of one.
+func (r *run) handle(ctx context.Context, d *bus.Delivery) error {
+	err := r.process(ctx, []*bus.Delivery{d})
+	var be *BatchError
+	if errors.As(err, &be) {
+		return be.Err
+	}
+	return err
+}
+
+// process applies every change of ds (in stream order) and publishes the
+// results they produced as one atomic batch, with gap-free seqs, each
+// saying which input it covers. It returns nil when every delivery was
+// handled and its results acknowledged by JetStream (the caller then
+// acknowledges them all); a *BatchError when ds[Index] is invalid (wrapping
+// a bus.Permanent error: dead-letter it; the ones before it were handled);
+// any other error when nothing of ds may be acknowledged (retry). A
+// delivery the state already covers (a redelivery, or one the bootstrap
+// replayed) is acknowledged without work.
+func (r *run) process(ctx context.Context, ds []*bus.Delivery) error {
+	if err := r.failure(); err != nil {
+		return fmt.Errorf("%w: %w", errRebuilding, err)
+	}
+	q := r.q
+	var msgs []bus.Message
+	var bad *BatchError
+	applied := 0
+	for i, d := range ds {
+		// Decoded first, so that an invalid change the bootstrap skipped
+		// is dead-lettered by this consumer too.
+		env, err := change.Decode(d.Data)
+		if err != nil {
+			q.m.invalid.Inc()
+			bad = &BatchError{Index: i, Err: bus.Permanentf("query %s: change at stream sequence %d (%s) is invalid: %w", q.cfg.Spec.ID, d.StreamSeq, d.Subject, err)}
+			break
+		}
+		if d.StreamSeq <= r.applied {
+			q.m.skipped.Inc()
+			continue
+		}
+		t0 := time.Now()
+		diff, err := r.eng.Apply(env)
+		q.m.applySec.Observe(time.Since(t0).Seconds())
+		if err != nil {
+			// The engine refused it before changing anything.
+			q.m.invalid.Inc()
+			bad = &BatchError{Index: i, Err: bus.Permanentf("query %s: change at stream sequence %d (%s) refused: %w", q.cfg.Spec.ID, d.StreamSeq, d.Subject, err)}
+			break
+		}
+		applied++
+		r.applied = d.StreamSeq
+		for _, w := range diff.Warnings {
+			q.m.warnings.Inc()
+			q.log.Warn("evaluation warning", "stream_seq", d.StreamSeq, "subject", d.Subject, "warning", w)
+		}
+		if diff.Empty() {
+			continue
+		}
+		msg, err := r.resultMessage(&diff, r.seq+uint64(len(msgs))+1, d.StreamSeq)
+		if err != nil {
+			return r.fail(err)
+		}
+		msgs = append(msgs, msg)
+	}
+	q.m.applied.Add(float64(applied))
+	if len(msgs) > 0 {
+		if err := r.publish(ctx, msgs); err != nil {
+			// The state is ahead of the output now: rebuild from it.
+			return r.fail(fmt.Errorf("query %s: publishing results %d..%d: %w", q.cfg.Spec.ID, r.seq+1, r.seq+uint64(len(msgs)), err))
+		}
+		r.seq += uint64(len(msgs))
+		q.m.published.Add(float64(len(msgs)))
+	}
+	q.m.inputSeq.Set(float64(r.applied))
+	q.m.elements.Set(float64(r.eng.Elements()))
+	if bad != nil {
+		return bad
+	}
+	return nil
+}
+
+// resultMessage encodes a diff as result message seq covering input.
+func (r *run) resultMessage(d *engine.Diff, seq, input uint64) (bus.Message, error) {
+	q := r.q
+	res := d.Result(q.cfg.Spec.ID, seq, time.Now().UnixMilli())
+	data, err := json.Marshal(&res)
+	if err != nil {
+		return bus.Message{}, fmt.Errorf("query %s: encoding result %d: %w", q.cfg.Spec.ID, seq, err)
+	}
+	return bus.Message{
+		Subject: q.subject,
+		ID:      q.cfg.Spec.ID + ":" + strconv.FormatUint(seq, 10),
+		Data:    data,
+		Header: map[string]string{
+			HeaderInputSeq:    strconv.FormatUint(input, 10),
+			HeaderResultSeq:   strconv.FormatUint(seq, 10),
+			HeaderFingerprint: q.fprint,
+		},
+	}, nil
+}
+
+// publish stores msgs (consecutive seqs, in order, the first one r.seq+1)
+// on the results subject, fenced by the run's claim, and returns once
+// JetStream acknowledged them all: the one place the query writes. Several
+// messages go in atomic batches of at most the bus's MaxBatch (a crash
+// between two batches leaves a prefix whose last message says which input
+// it covers: a restart continues from there); a single message, the common
+// case of one change at a time, is a plain publish (PublishBatch does that
+// for a batch of one). An error wrapping bus.ErrFenced means another
+// instance owns the query now.
+func (r *run) publish(ctx context.Context, msgs []bus.Message) error {
+	for len(msgs) > 0 {
+		n := min(len(msgs), r.pub.MaxBatch())
+		if _, err := r.pub.PublishBatch(ctx, msgs[:n], bus.WithFence(r.fence)); err != nil {
+			return err
+		}
+		msgs = msgs[n:]
+	}
+	return nil
+}
