@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tributary/tributary/streams"
 )
 
 // Embedded is the URL that selects an in-process nats-server with JetStream.
@@ -126,6 +127,9 @@ type Conn struct {
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	metrics *connMetrics
+	// topology is the one EnsureTopology last applied: consumers recreate
+	// a missing dead-letter stream from it.
+	topology atomic.Pointer[streams.Topology]
 
 	mu        sync.Mutex
 	connected bool

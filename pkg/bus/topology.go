@@ -20,7 +20,10 @@ var ErrTopologyConflict = errors.New("existing stream conflicts with the declare
 // and checks the ones that do. It is idempotent and safe to run from several
 // processes at once. A conflicting existing stream is reported (wrapping
 // ErrTopologyConflict, naming each differing setting) and never recreated.
+// The Conn remembers t: a consumer recreates a missing dead-letter stream
+// from it.
 func (c *Conn) EnsureTopology(ctx context.Context, t streams.Topology) error {
+	c.topology.Store(&t)
 	var errs []error
 	for _, s := range t.Streams() {
 		if err := c.ensureStream(ctx, streamConfig(s)); err != nil {
