@@ -61,6 +61,10 @@ func (k *Consumer) checkConsumer() bool {
 	return false
 }
 
+// deletionSettle is how long a deleted consumer is given to be removed
+// completely before it is recreated.
+const deletionSettle = 500 * time.Millisecond
+
 // repairConsumer recreates a durable consumer deleted on the server, with
 // the same configuration, resuming at the oldest message not known to be
 // settled. It retries until it succeeds or the Consumer stops, reporting
@@ -75,6 +79,13 @@ func (k *Consumer) repairConsumer() {
 		if attempt == 1 {
 			k.log.Error("the durable consumer was deleted on the server; recreating it", "resume_at", at)
 			k.degrade(cause, reason)
+			// nats-server answers the pulls of a deleted consumer before it
+			// removes the consumer's directory; a consumer recreated in
+			// between loses its files (seen with 2.15.2: "meta.inf.tmp: no
+			// such file or directory"). Give the deletion time to finish.
+			if retry.Sleep(k.stopCtx, deletionSettle) != nil {
+				return
+			}
 		}
 		ctx, cancel := context.WithTimeout(k.stopCtx, k.opts.AckWait)
 		cons, err := k.declare(ctx, at)
