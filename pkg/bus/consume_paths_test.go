@@ -28,11 +28,18 @@ type consEnv struct {
 	js  jetstream.JetStream
 }
 
-func newConsEnv(t *testing.T, o ...natstest.Options) *consEnv {
+func newConsEnv(t testing.TB, o ...natstest.Options) *consEnv {
 	t.Helper()
 	srv := natstest.Start(t, o...)
 	e := &consEnv{srv: srv, c: connectBus(t, srv.URL())}
-	e.js, _ = jetstreamFor(t, srv.URL())
+	nc, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	if e.js, err = jetstream.New(nc); err != nil {
+		t.Fatal(err)
+	}
 	for _, cfg := range []jetstream.StreamConfig{
 		{Name: "C", Subjects: []string{"c.>"}},
 		{Name: "D", Subjects: []string{"d.>"}},
@@ -44,7 +51,7 @@ func newConsEnv(t *testing.T, o ...natstest.Options) *consEnv {
 	return e
 }
 
-func connectBus(t *testing.T, url string) *bus.Conn {
+func connectBus(t testing.TB, url string) *bus.Conn {
 	t.Helper()
 	c, err := bus.Connect(context.Background(), bus.ConnectOptions{URL: url, ReconnectWait: 20 * time.Millisecond, MaxReconnectWait: 100 * time.Millisecond})
 	if err != nil {
@@ -67,6 +74,21 @@ func (e *consEnv) put(t *testing.T, subject string, from, to, size int) {
 			Header: nats.Header{jetstream.MsgIDHeader: []string{fmt.Sprintf("id-%d", i)}}}); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// putAsync stores n small messages on subject.
+func (e *consEnv) putAsync(t testing.TB, subject string, n int) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		if _, err := e.js.PublishAsync(subject, []byte("payload")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-e.js.PublishAsyncComplete():
+	case <-time.After(time.Minute):
+		t.Fatal("publishing did not complete")
 	}
 }
 
