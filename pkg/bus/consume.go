@@ -153,7 +153,7 @@ type Consumer struct {
 
 	consMu sync.Mutex
 	cons   jetstream.Consumer
-	lost   atomic.Bool // the poller found the durable consumer gone
+	lost   atomic.Bool // the durable consumer is gone from the server (seen by a pull or the lag poller)
 
 	sem        chan struct{} // one token per running handler (unordered)
 	q          *orderedQueue // fetched messages (ordered)

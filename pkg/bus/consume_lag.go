@@ -42,7 +42,7 @@ func (k *Consumer) updateLag() {
 		k.m.ackPending.Set(float64(info.NumAckPending))
 		k.track.setServerFloor(info.AckFloor.Stream)
 	case errors.Is(err, jetstream.ErrConsumerNotFound):
-		k.lost.Store(true)
+		k.markLost()
 	case k.stopCtx.Err() == nil:
 		k.log.Debug("reading consumer info for the lag metrics failed", "err", err)
 	}

@@ -51,7 +51,7 @@ func (k *Consumer) checkConsumer() bool {
 	defer cancel()
 	_, err := k.conn.js.Consumer(ctx, k.opts.Stream, k.opts.Durable)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		k.lost.Store(true)
+		k.markLost()
 		return true
 	}
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -65,6 +65,15 @@ func (k *Consumer) checkConsumer() bool {
 // completely before it is recreated.
 const deletionSettle = 500 * time.Millisecond
 
+// markLost records that the durable consumer is gone from the server and
+// reports it at once (the recreation may wait for a handler to finish).
+func (k *Consumer) markLost() {
+	if k.lost.CompareAndSwap(false, true) {
+		k.log.Error("the durable consumer was deleted on the server; recreating it")
+		k.degrade("consumer", fmt.Sprintf("durable consumer %s on stream %s was deleted on the server; recreating it", k.opts.Durable, k.opts.Stream))
+	}
+}
+
 // repairConsumer recreates a durable consumer deleted on the server, with
 // the same configuration, resuming at the oldest message not known to be
 // settled. It retries until it succeeds or the Consumer stops, reporting
@@ -77,7 +86,6 @@ func (k *Consumer) repairConsumer() {
 		at := k.track.resumeAt()
 		reason := fmt.Sprintf("durable consumer %s on stream %s was deleted on the server; recreating it from stream sequence %d", k.opts.Durable, k.opts.Stream, at)
 		if attempt == 1 {
-			k.log.Error("the durable consumer was deleted on the server; recreating it", "resume_at", at)
 			k.degrade(cause, reason)
 			// nats-server answers the pulls of a deleted consumer before it
 			// removes the consumer's directory; a consumer recreated in
