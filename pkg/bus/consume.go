@@ -105,8 +105,11 @@ type ConsumerOptions struct {
 	// place (not redelivered) with backoff for as long as it takes, while
 	// the fetched messages are kept in progress; the consumer reports
 	// itself degraded (Degrade) while it retries. Permanent failures are
-	// dead-lettered and the consumer continues. Requires Concurrency 1.
-	// ConsumeBatches implies it.
+	// dead-lettered and the consumer continues. An ordered consumer that
+	// starts while messages are unacknowledged by an earlier instance (one
+	// that died) resets the durable to its ack floor, so that those come
+	// back first. Requires Concurrency 1; only one instance may consume a
+	// durable at a time (the lifecycle lease). ConsumeBatches implies it.
 	Ordered bool
 	// BatchSize is the most messages an ordered consumer hands to one
 	// handler call (ConsumeBatches) and keeps fetched ahead. Default 256,
@@ -328,6 +331,22 @@ func (c *Conn) consume(ctx context.Context, opts ConsumerOptions, h Handler, bh 
 		return nil, err
 	}
 	info := cons.CachedInfo()
+	if opts.Ordered && info.NumAckPending > 0 {
+		// An earlier instance died holding messages: without a reset they
+		// would come back after AckWait, behind later ones. Reset the
+		// durable to its ack floor so they come first, in order.
+		r, err := c.js.ResetConsumer(ctx, opts.Stream, opts.Durable)
+		if err != nil {
+			k.log.Warn("resetting the ordered consumer to its ack floor failed; messages held by an earlier instance come back after AckWait, out of order",
+				"ack_pending", info.NumAckPending, "err", err)
+		} else {
+			k.log.Warn("reset the ordered consumer to its ack floor: messages held by an earlier instance come back first",
+				"ack_pending", info.NumAckPending, "resume_at", r.ResetSeq)
+			if r.ConsumerInfo != nil {
+				info = r.ConsumerInfo
+			}
+		}
+	}
 	k.cons = cons
 	k.track = newTracker(info.AckFloor.Stream, info.Delivered.Stream)
 	k.hardCtx, k.hardCancel = context.WithCancel(context.Background())

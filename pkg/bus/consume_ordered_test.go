@@ -226,3 +226,56 @@ func BenchmarkConsume(b *testing.B) {
 		})
 	}
 }
+
+// An ordered consumer that takes over from a process that died holding a
+// batch gets that batch first, in order, not behind later messages after
+// AckWait.
+func TestOrderedConsumerTakesOverInOrder(t *testing.T) {
+	e := newConsEnv(t)
+	e.put(t, "c.x", 1, 5, 0)
+	o := consOpts("w")
+	o.Ordered = true
+	o.AckWait = 30 * time.Second // far beyond the test: the takeover must not wait for it
+	dying := connectBus(t, e.srv.URL())
+	release := make(chan struct{})
+	started := make(chan struct{})
+	abandoned, err := dying.Consume(context.Background(), o, func(ctx context.Context, d *bus.Delivery) error {
+		if d.ID == "id-1" {
+			close(started)
+			<-release // the process dies while handling id-1
+		}
+		return errors.New("released")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		close(release)
+		abandoned.Drain(context.Background())
+	})
+	<-started
+	testwait.Until(t, 10*time.Second, "the dying consumer holds the whole batch", func() bool {
+		return consumerInfo(t, e.js, "C", "w").NumAckPending == 5
+	})
+	dying.Close(context.Background())
+	e.put(t, "c.x", 6, 8, 0)
+	var mu sync.Mutex
+	var got []string
+	k := startConsumer(t, e.c, o, func(_ context.Context, d *bus.Delivery) error {
+		mu.Lock()
+		got = append(got, d.ID)
+		mu.Unlock()
+		return nil
+	})
+	testwait.Until(t, 10*time.Second, "every message handled by the new consumer", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got) >= 8
+	})
+	waitSettled(t, k)
+	mu.Lock()
+	defer mu.Unlock()
+	if want := "id-1 id-2 id-3 id-4 id-5 id-6 id-7 id-8"; strings.Join(got, " ") != want {
+		t.Fatalf("handled %s, want %s", strings.Join(got, " "), want)
+	}
+}
