@@ -30,7 +30,8 @@ type Delivery struct {
 	StreamSeq   uint64
 	ConsumerSeq uint64
 	// NumDelivered is the server's delivery count: 1 on the first delivery,
-	// growing with each redelivery.
+	// growing with each redelivery. (An ordered consumer that takes over
+	// unacknowledged messages resets its durable, which restarts it.)
 	NumDelivered uint64
 	// Attempt is how many times a handler has been given this message,
 	// this call included, as far as the server and this Consumer know:

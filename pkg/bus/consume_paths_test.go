@@ -422,7 +422,9 @@ func TestLastDeliveryOfAnAbandonedConsumerComesBack(t *testing.T) {
 			})
 			select {
 			case d := <-got:
-				if d.ID != "id-1" || d.NumDelivered != 2 {
+				// An ordered consumer resets the durable to its ack floor
+				// when it takes over, which restarts the delivery count.
+				if d.ID != "id-1" || d.NumDelivered != 2 && !(ordered && d.NumDelivered == 1) {
 					t.Fatalf("got %s delivery %d, want id-1 delivery 2", d.ID, d.NumDelivered)
 				}
 			case <-time.After(15 * time.Second):

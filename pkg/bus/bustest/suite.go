@@ -458,8 +458,10 @@ func (s *suite) drainDeadline(t *testing.T) {
 			t.Fatalf("interrupted message came back after %s (delivery %d)", el, d.NumDelivered)
 		}
 		// Delivery 2: the stopped consumer's own pull must not take it
-		// back first (that would spend deliveries towards MaxDeliver).
-		if d.ID != "m-1" || d.NumDelivered != 2 {
+		// back first (that would spend deliveries towards MaxDeliver). An
+		// ordered consumer may reset the durable to its ack floor when it
+		// starts, which restarts the count.
+		if d.ID != "m-1" || d.NumDelivered != 2 && !(s.cfg.Ordered && d.NumDelivered == 1) {
 			t.Fatalf("second consumer got %s delivery %d, want m-1 delivery 2", d.ID, d.NumDelivered)
 		}
 	case <-time.After(10 * time.Second):
