@@ -113,8 +113,9 @@ type ConsumerOptions struct {
 	// durable at a time (the lifecycle lease). ConsumeBatches implies it.
 	Ordered bool
 	// BatchSize is the most messages an ordered consumer hands to one
-	// handler call (ConsumeBatches) and keeps fetched ahead. Default 256,
-	// at most MaxAckPending (the default is cut to it).
+	// BatchHandler call (or one run of Handler calls between two acks); it
+	// keeps up to twice as many fetched ahead, at most MaxAckPending.
+	// Default 256, cut to MaxAckPending; at most MaxAckPending.
 	BatchSize int
 	// HandlerTimeout bounds one handler call: its context ends then, and a
 	// call that did not succeed counts as a retryable failure ("handler
