@@ -65,6 +65,7 @@ type queued struct {
 type orderedQueue struct {
 	mu         sync.Mutex
 	items      []*queued
+	seqs       map[uint64]struct{} // stream sequences of items
 	busy       int
 	limit      int
 	fetchEnded bool
@@ -74,7 +75,7 @@ type orderedQueue struct {
 }
 
 func newOrderedQueue(limit int) *orderedQueue {
-	return &orderedQueue{limit: limit, wake: make(chan struct{}, 1), space: make(chan struct{}, 1), workerDone: make(chan struct{})}
+	return &orderedQueue{limit: limit, seqs: map[uint64]struct{}{}, wake: make(chan struct{}, 1), space: make(chan struct{}, 1), workerDone: make(chan struct{})}
 }
 
 func signal(ch chan struct{}) {
@@ -84,11 +85,27 @@ func signal(ch chan struct{}) {
 	}
 }
 
-func (q *orderedQueue) push(it *queued) {
+// push appends it unless its message is queued already (a redelivery after
+// its AckWait ran out, e.g. while the connection was down: acks and
+// progress go by stream sequence, so the queued delivery stands for both).
+func (q *orderedQueue) push(it *queued) bool {
 	q.mu.Lock()
+	if _, dup := q.seqs[it.d.StreamSeq]; dup {
+		q.mu.Unlock()
+		return false
+	}
+	q.seqs[it.d.StreamSeq] = struct{}{}
 	q.items = append(q.items, it)
 	q.mu.Unlock()
 	signal(q.wake)
+	return true
+}
+
+// forget removes items from the sequence set; q.mu is held.
+func (q *orderedQueue) forget(items []*queued) {
+	for _, it := range items {
+		delete(q.seqs, it.d.StreamSeq)
+	}
 }
 
 func (q *orderedQueue) free() int {
@@ -143,6 +160,7 @@ func (q *orderedQueue) take(n int, stop <-chan struct{}) []*queued {
 // hold on the rest.
 func (q *orderedQueue) release(n int) {
 	q.mu.Lock()
+	q.forget(q.items[:n])
 	q.items = q.items[n:]
 	q.busy = 0
 	q.mu.Unlock()
@@ -153,6 +171,7 @@ func (q *orderedQueue) release(n int) {
 // deleted: the recreated one delivers them again).
 func (q *orderedQueue) dropIdle() {
 	q.mu.Lock()
+	q.forget(q.items[q.busy:])
 	clear(q.items[q.busy:])
 	q.items = q.items[:q.busy]
 	q.mu.Unlock()
@@ -163,6 +182,7 @@ func (q *orderedQueue) drain() []*queued {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	out := q.items
+	q.forget(out)
 	q.items, q.busy = nil, 0
 	return out
 }
@@ -236,7 +256,9 @@ func (k *Consumer) fetchOrderedBatch(n int) error {
 		if md.NumDelivered > 1 {
 			k.m.redeliveries.Inc()
 		}
-		k.q.push(&queued{m: msg, d: newDelivery(msg, md)})
+		if !k.q.push(&queued{m: msg, d: newDelivery(msg, md)}) {
+			k.log.Debug("dropping a second delivery of a message already fetched", "stream_seq", md.Sequence.Stream, "delivery", md.NumDelivered)
+		}
 	}
 	if err := batch.Error(); err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("pulling from consumer %s: %w", k.opts.Durable, err)
