@@ -279,3 +279,57 @@ func TestOrderedConsumerTakesOverInOrder(t *testing.T) {
 		t.Fatalf("handled %s, want %s", strings.Join(got, " "), want)
 	}
 }
+
+// A batch handler call that hangs is cut off at HandlerTimeout and retried;
+// a panicking one is recovered and retried; neither loses or reorders a
+// message.
+func TestConsumeBatchesTimeoutAndPanicAreRetried(t *testing.T) {
+	e := newConsEnv(t)
+	e.put(t, "c.x", 1, 3, 0)
+	reg := prometheus.NewRegistry()
+	o := consOpts("b")
+	o.HandlerTimeout = 100 * time.Millisecond
+	o.Registerer = reg
+	var calls atomic.Int64
+	var hung atomic.Int64
+	var mu sync.Mutex
+	var done []string
+	k, err := e.c.ConsumeBatches(context.Background(), o, func(ctx context.Context, ds []*bus.Delivery) error {
+		switch calls.Add(1) {
+		case 1:
+			start := time.Now()
+			<-ctx.Done() // hangs until the timeout
+			hung.Store(int64(time.Since(start)))
+			return ctx.Err()
+		case 2:
+			panic("batch handler bug")
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, d := range ds {
+			done = append(done, d.ID)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Drain(context.Background())
+	testwait.Until(t, 20*time.Second, "every message done", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(done) >= 3
+	})
+	waitSettled(t, k)
+	if d := time.Duration(hung.Load()); d < 80*time.Millisecond || d > 3*time.Second {
+		t.Fatalf("the hanging call ran %s, want about HandlerTimeout (100ms)", d)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if got := strings.Join(done, " "); got != "id-1 id-2 id-3" {
+		t.Fatalf("done %s, want id-1 id-2 id-3", got)
+	}
+	if v := counterValue(t, reg, "tributary_bus_handled_messages_total"); v < 5 {
+		t.Fatalf("handled outcomes %v: want the retry, the panic and three acks counted", v)
+	}
+}
