@@ -33,7 +33,7 @@ func newConsMetrics(reg prometheus.Registerer, name string) (*consMetrics, error
 	}
 	duration, err := registerShared(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "tributary_bus_handler_duration_seconds",
-		Help:    "Time a consumer's handler took per call (one message, or one batch of an ordered consumer).",
+		Help:    "Time a consumer's handler took per call: one message, or one batch of a batch handler.",
 		Buckets: prometheus.ExponentialBuckets(0.0001, 4, 11),
 	}, []string{"consumer"}))
 	if err != nil {

@@ -327,9 +327,7 @@ func (k *Consumer) processBatch(items []*queued) (done int) {
 	}()
 	for done < len(items) {
 		cur := items[done:]
-		start := time.Now()
 		err, panicked := k.callBatch(cur)
-		k.m.duration.Observe(time.Since(start).Seconds())
 		if err == nil {
 			k.ackBatch(cur)
 			return len(items)
@@ -401,7 +399,10 @@ func (k *Consumer) callBatch(items []*queued) (err error, panicked bool) {
 			if i > 0 && k.stopped() {
 				return &BatchError{Index: i, Err: errStopping}, false
 			}
-			if err, p := k.callTimed(d); err != nil {
+			start := time.Now()
+			err, p := k.callTimed(d)
+			k.m.duration.Observe(time.Since(start).Seconds())
+			if err != nil {
 				return &BatchError{Index: i, Err: err}, p
 			}
 		}
@@ -409,7 +410,9 @@ func (k *Consumer) callBatch(items []*queued) (err error, panicked bool) {
 	}
 	ctx, cancel := k.attemptContext()
 	defer cancel()
+	start := time.Now()
 	defer func() {
+		k.m.duration.Observe(time.Since(start).Seconds())
 		if r := recover(); r != nil {
 			panicked = true
 			err = fmt.Errorf("batch handler panic: %v", r)
