@@ -484,7 +484,7 @@ func (k *Consumer) fetch() {
 				break more
 			}
 		}
-		if k.lost.Load() {
+		if k.lost.Load() && k.stillLost() {
 			// Recreate only once every handler is done: their acks went to
 			// the deleted consumer, and the tracker remembers them.
 			for n < k.opts.Concurrency {

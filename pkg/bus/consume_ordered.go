@@ -212,7 +212,7 @@ func (k *Consumer) fetchOrdered() {
 			}
 			free = k.q.free()
 		}
-		if k.lost.Load() {
+		if k.lost.Load() && k.stillLost() {
 			// The messages the worker has not started belong to the deleted
 			// consumer; the recreated one delivers them again. Recreate once
 			// the worker settled its batch (its acks went to the deleted

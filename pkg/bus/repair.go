@@ -74,6 +74,21 @@ func (k *Consumer) markLost() {
 	}
 }
 
+// stillLost asks the server again before anything is dropped or
+// recreated; a consumer found after all is used as it is.
+func (k *Consumer) stillLost() bool {
+	ctx, cancel := context.WithTimeout(k.stopCtx, k.opts.AckWait)
+	defer cancel()
+	_, err := k.conn.js.Consumer(ctx, k.opts.Stream, k.opts.Durable)
+	if err == nil {
+		k.lost.Store(false)
+		k.log.Warn("the durable consumer reported missing exists after all")
+		k.degrade("consumer", "")
+		return false
+	}
+	return true
+}
+
 // repairConsumer recreates a durable consumer deleted on the server, with
 // the same configuration, resuming at the oldest message not known to be
 // settled. It retries until it succeeds or the Consumer stops, reporting
