@@ -337,6 +337,7 @@ func (k *Consumer) processBatch(items []*queued) (done int) {
 		if errors.As(err, &be) {
 			if be.Index < 0 || be.Index >= len(cur) || be.Err == nil {
 				k.log.Error("batch handler returned an invalid BatchError; retrying the whole batch", "index", be.Index, "batch", len(cur), "err", be.Err)
+				cause = fmt.Errorf("invalid BatchError (index %d of a batch of %d): %v", be.Index, len(cur), be.Err) // retryable
 			} else {
 				cause, tried = be.Err, 1 // the ones after it were not done
 				if be.Index > 0 {
