@@ -164,10 +164,11 @@ func TestConsumerLagMetrics(t *testing.T) {
 }
 
 // BenchmarkConsume measures consuming b.N stored messages with a no-op
-// handler: a bare pull-and-ack loop (the limit), an ordered batch consumer
-// and an unordered consumer (which confirms every ack).
+// handler: a bare pull-and-ack loop (the limit), an ordered batch consumer,
+// an ordered single-message consumer (a reaction) and an unordered consumer
+// (which confirms every ack).
 func BenchmarkConsume(b *testing.B) {
-	for _, mode := range []string{"bare", "batches", "unordered"} {
+	for _, mode := range []string{"bare", "batches", "ordered", "unordered"} {
 		b.Run(mode, func(b *testing.B) {
 			e := newConsEnv(b)
 			e.putAsync(b, "c.x", b.N)
@@ -209,6 +210,7 @@ func BenchmarkConsume(b *testing.B) {
 						return nil
 					})
 				} else {
+					o.Ordered = mode == "ordered"
 					k, err = e.c.Consume(context.Background(), o, func(context.Context, *bus.Delivery) error {
 						got.Add(1)
 						return nil

@@ -51,6 +51,33 @@ func newConsEnv(t testing.TB, o ...natstest.Options) *consEnv {
 	return e
 }
 
+// newConsClusterEnv is newConsEnv on a three-node cluster with R3 streams.
+func newConsClusterEnv(t testing.TB) *consEnv {
+	t.Helper()
+	cl := natstest.StartCluster(t)
+	e := &consEnv{c: connectBus(t, cl.URLs())}
+	nc, err := nats.Connect(cl.URLs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	if e.js, err = jetstream.New(nc); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, cfg := range []jetstream.StreamConfig{
+		{Name: "C", Subjects: []string{"c.>"}, Replicas: 3},
+		{Name: "D", Subjects: []string{"d.>"}, Replicas: 3},
+	} {
+		if _, err := e.js.CreateStream(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+		cl.WaitForStreamLeader(cfg.Name)
+	}
+	return e
+}
+
 func connectBus(t testing.TB, url string) *bus.Conn {
 	t.Helper()
 	c, err := bus.Connect(context.Background(), bus.ConnectOptions{URL: url, ReconnectWait: 20 * time.Millisecond, MaxReconnectWait: 100 * time.Millisecond})
@@ -77,18 +104,28 @@ func (e *consEnv) put(t *testing.T, subject string, from, to, size int) {
 	}
 }
 
-// putAsync stores n small messages on subject.
+// putAsync stores n small messages on subject, 1000 in flight at a time,
+// checking every acknowledgement.
 func (e *consEnv) putAsync(t testing.TB, subject string, n int) {
 	t.Helper()
-	for i := 0; i < n; i++ {
-		if _, err := e.js.PublishAsync(subject, []byte("payload")); err != nil {
-			t.Fatal(err)
+	for sent := 0; sent < n; {
+		var futs []jetstream.PubAckFuture
+		for ; sent < n && len(futs) < 1000; sent++ {
+			f, err := e.js.PublishAsync(subject, []byte("payload"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			futs = append(futs, f)
 		}
-	}
-	select {
-	case <-e.js.PublishAsyncComplete():
-	case <-time.After(time.Minute):
-		t.Fatal("publishing did not complete")
+		for _, f := range futs {
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				t.Fatalf("publishing: %v", err)
+			case <-time.After(time.Minute):
+				t.Fatal("publishing did not complete")
+			}
+		}
 	}
 }
 
@@ -319,9 +356,17 @@ func TestDeadLetterStreamMissingIsReported(t *testing.T) {
 // the last acknowledged message: nothing acknowledged is handled again,
 // nothing unacknowledged is skipped.
 func TestDeletedConsumerIsRecreated(t *testing.T) {
-	for _, ordered := range []bool{false, true} {
-		t.Run(fmt.Sprintf("ordered=%v", ordered), func(t *testing.T) {
-			e := newConsEnv(t)
+	for _, tc := range []struct {
+		ordered, cluster bool
+	}{{false, false}, {true, false}, {true, true}} {
+		ordered := tc.ordered
+		t.Run(fmt.Sprintf("ordered=%v,cluster=%v", tc.ordered, tc.cluster), func(t *testing.T) {
+			var e *consEnv
+			if tc.cluster {
+				e = newConsClusterEnv(t)
+			} else {
+				e = newConsEnv(t)
+			}
 			e.put(t, "c.x", 1, 5, 0)
 			reg := prometheus.NewRegistry()
 			deg := newDegradations()
