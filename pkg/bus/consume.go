@@ -159,6 +159,9 @@ type Consumer struct {
 	consMu sync.Mutex
 	cons   jetstream.Consumer
 	lost   atomic.Bool // the durable consumer is gone from the server (seen by a pull or the lag poller)
+	// streamGone: the stream was seen missing; one created again restarts
+	// its sequences, so the tracker's record no longer applies.
+	streamGone atomic.Bool
 
 	sem        chan struct{} // one token per running handler (unordered)
 	q          *orderedQueue // fetched messages (ordered)

@@ -478,3 +478,45 @@ func TestLastDeliveryOfAnAbandonedConsumerComesBack(t *testing.T) {
 		})
 	}
 }
+
+// A stream deleted and created again (its sequences start anew) is
+// reported while missing and consumed from its beginning once it is back.
+func TestConsumerSurvivesItsStreamCreatedAgain(t *testing.T) {
+	e := newConsEnv(t)
+	e.put(t, "c.x", 1, 3, 0)
+	deg := newDegradations()
+	o := consOpts("w")
+	o.Ordered = true
+	o.Degrade = deg.Degrade
+	var mu sync.Mutex
+	var got []string
+	startConsumer(t, e.c, o, func(_ context.Context, d *bus.Delivery) error {
+		mu.Lock()
+		got = append(got, fmt.Sprintf("%s@%d", d.ID, d.StreamSeq))
+		mu.Unlock()
+		return nil
+	})
+	count := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got)
+	}
+	testwait.Until(t, 20*time.Second, "the first three handled", func() bool { return count() == 3 })
+	if err := e.js.DeleteStream(context.Background(), "C"); err != nil {
+		t.Fatal(err)
+	}
+	testwait.Until(t, 20*time.Second, "the missing stream is reported", func() bool {
+		return strings.Contains(deg.current("w consumer"), "stream C does not exist")
+	})
+	if _, err := e.js.CreateStream(context.Background(), jetstream.StreamConfig{Name: "C", Subjects: []string{"c.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	e.put(t, "c.x", 11, 12, 0)
+	testwait.Until(t, 20*time.Second, "the messages of the new stream handled", func() bool { return count() == 5 })
+	mu.Lock()
+	defer mu.Unlock()
+	if want := "id-1@1 id-2@2 id-3@3 id-11@1 id-12@2"; strings.Join(got, " ") != want {
+		t.Fatalf("handled %s, want %s", strings.Join(got, " "), want)
+	}
+	testwait.Until(t, 10*time.Second, "the degradation is cleared", func() bool { return deg.current("w consumer") == "" })
+}

@@ -132,3 +132,13 @@ func (t *tracker) oldestOpen() time.Time {
 	}
 	return oldest
 }
+
+// reset forgets everything: the stream was created anew and its sequences
+// start again at 1.
+func (t *tracker) reset() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.open = map[uint64]time.Time{}
+	t.order = nil
+	t.trimmed, t.maxSettled, t.serverFloor, t.before = 0, 0, 0, 0
+}

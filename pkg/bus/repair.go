@@ -55,6 +55,9 @@ func (k *Consumer) checkConsumer() bool {
 		return true
 	}
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		// A stream created again starts its sequences anew: the consumer
+		// recreated on it must start from its beginning.
+		k.streamGone.Store(true)
 		k.degrade("consumer", fmt.Sprintf("stream %s does not exist (deleted?): nothing can be consumed", k.opts.Stream))
 		k.log.Error("the consumer's stream does not exist", "stream", k.opts.Stream)
 	}
@@ -98,6 +101,9 @@ func (k *Consumer) repairConsumer() {
 	const cause = "consumer"
 	bo := retry.NewBackOff(100*time.Millisecond, 5*time.Second)
 	for attempt := 1; ; attempt++ {
+		if k.streamGone.Load() {
+			k.track.reset()
+		}
 		at := k.track.resumeAt()
 		reason := fmt.Sprintf("durable consumer %s on stream %s was deleted on the server; recreating it from stream sequence %d", k.opts.Durable, k.opts.Stream, at)
 		if attempt == 1 {
@@ -118,6 +124,7 @@ func (k *Consumer) repairConsumer() {
 			k.cons = cons
 			k.consMu.Unlock()
 			k.lost.Store(false)
+			k.streamGone.Store(false)
 			k.m.recreated.Inc()
 			k.log.Warn("recreated the durable consumer", "resume_at", at,
 				"deliver_policy", cons.CachedInfo().Config.DeliverPolicy.String())
