@@ -159,9 +159,9 @@ type Consumer struct {
 	consMu sync.Mutex
 	cons   jetstream.Consumer
 	lost   atomic.Bool // the durable consumer is gone from the server (seen by a pull or the lag poller)
-	// streamGone: the stream was seen missing; one created again restarts
-	// its sequences, so the tracker's record no longer applies.
-	streamGone atomic.Bool
+	// created is when the stream was created, to recognise one created
+	// anew (its sequences restart); used by the fetch loop only.
+	created time.Time
 
 	sem        chan struct{} // one token per running handler (unordered)
 	q          *orderedQueue // fetched messages (ordered)
@@ -354,6 +354,7 @@ func (c *Conn) consume(ctx context.Context, opts ConsumerOptions, h Handler, bh 
 	}
 	k.cons = cons
 	k.track = newTracker(info.AckFloor.Stream, info.Delivered.Stream)
+	k.created = k.streamCreated(ctx)
 	k.hardCtx, k.hardCancel = context.WithCancel(context.Background())
 	k.stopCtx, k.stopCancel = context.WithCancel(k.hardCtx)
 	k.bg.Add(1)

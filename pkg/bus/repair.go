@@ -55,9 +55,6 @@ func (k *Consumer) checkConsumer() bool {
 		return true
 	}
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		// A stream created again starts its sequences anew: the consumer
-		// recreated on it must start from its beginning.
-		k.streamGone.Store(true)
 		k.degrade("consumer", fmt.Sprintf("stream %s does not exist (deleted?): nothing can be consumed", k.opts.Stream))
 		k.log.Error("the consumer's stream does not exist", "stream", k.opts.Stream)
 	}
@@ -75,6 +72,31 @@ func (k *Consumer) markLost() {
 		k.log.Error("the durable consumer was deleted on the server; recreating it")
 		k.degrade("consumer", fmt.Sprintf("durable consumer %s on stream %s was deleted on the server; recreating it", k.opts.Durable, k.opts.Stream))
 	}
+}
+
+// streamCreated is when the consumer's stream was created (zero if
+// unknown).
+func (k *Consumer) streamCreated(ctx context.Context) time.Time {
+	s, err := k.conn.js.Stream(ctx, k.opts.Stream)
+	if err != nil {
+		return time.Time{}
+	}
+	return s.CachedInfo().Created
+}
+
+// checkStreamIdentity forgets the tracker's record when the stream was
+// created anew (deleted and created again): its sequences restart at 1, so
+// the recreated consumer must start from its beginning.
+func (k *Consumer) checkStreamIdentity() {
+	ctx, cancel := context.WithTimeout(k.stopCtx, k.opts.AckWait)
+	defer cancel()
+	created := k.streamCreated(ctx)
+	if created.IsZero() || created.Equal(k.created) {
+		return
+	}
+	k.log.Warn("the consumer's stream was created anew; consuming it from its beginning", "created", created)
+	k.track.reset()
+	k.created = created
 }
 
 // stillLost asks the server again before anything is dropped or
@@ -101,9 +123,7 @@ func (k *Consumer) repairConsumer() {
 	const cause = "consumer"
 	bo := retry.NewBackOff(100*time.Millisecond, 5*time.Second)
 	for attempt := 1; ; attempt++ {
-		if k.streamGone.Load() {
-			k.track.reset()
-		}
+		k.checkStreamIdentity()
 		at := k.track.resumeAt()
 		reason := fmt.Sprintf("durable consumer %s on stream %s was deleted on the server; recreating it from stream sequence %d", k.opts.Durable, k.opts.Stream, at)
 		if attempt == 1 {
@@ -124,7 +144,6 @@ func (k *Consumer) repairConsumer() {
 			k.cons = cons
 			k.consMu.Unlock()
 			k.lost.Store(false)
-			k.streamGone.Store(false)
 			k.m.recreated.Inc()
 			k.log.Warn("recreated the durable consumer", "resume_at", at,
 				"deliver_policy", cons.CachedInfo().Config.DeliverPolicy.String())
