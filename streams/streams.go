@@ -59,13 +59,17 @@ type Bucket struct {
 }
 
 // ConsumerDefaults are applied to durable consumers unless a component
-// overrides them.
+// overrides them (see bus.ConsumerOptions for what each means).
 type ConsumerDefaults struct {
-	AckWait       time.Duration
+	AckWait time.Duration
+	// MaxDeliver is enforced by the client (an unordered consumer
+	// dead-letters a message whose MaxDeliver-th delivery fails); the
+	// server's consumers never drop a message on their own.
 	MaxDeliver    int
 	MaxAckPending int
-	// BackOff are the redelivery delays for unacknowledged messages; its
-	// length must be below MaxDeliver.
+	// BackOff are the delays before a failed message is tried again: by
+	// delivery count for unordered consumers, the first and last bounding
+	// an exponential backoff for ordered ones.
 	BackOff []time.Duration
 }
 

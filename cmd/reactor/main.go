@@ -73,7 +73,7 @@ func build(ctx context.Context, rt *app.Runtime) ([]*lifecycle.Component, error)
 		if startReaction != nil {
 			comp.AddStep("reaction target", startReaction)
 		}
-		opts := reaction.ConsumerOptions(rt.Topology, r.ID, r.Queries)
+		opts := reaction.ConsumerOptions(rt.Topology, r.ID, r.Queries, retryConfig(r.Spec))
 		opts.Logger = rt.Log.With("component", "reaction", "id", r.ID)
 		opts.Registerer = rt.Registry
 		comp.AddStep("results consumer", reaction.ConsumeStep(rt.Bus, comp, opts, react))
@@ -107,4 +107,16 @@ func sseStep(rt *app.Runtime, s *reaction.SSE) func(context.Context) (lifecycle.
 		}
 		return s.Stop, nil
 	}
+}
+
+// retryConfig is the retry config of the reaction kinds that have one; the
+// zero value (the topology's defaults) for the others.
+func retryConfig(spec config.ReactionSpec) config.RetryConfig {
+	switch s := spec.(type) {
+	case *config.HTTPReaction:
+		return s.Retry
+	case *config.PostgresReaction:
+		return s.Retry
+	}
+	return config.RetryConfig{}
 }

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/tributary/tributary/internal/app"
+	"github.com/tributary/tributary/internal/config"
 	"github.com/tributary/tributary/internal/natstest"
 	"github.com/tributary/tributary/internal/reaction"
 	"github.com/tributary/tributary/internal/testwait"
@@ -163,7 +164,7 @@ reactions:
 			return nil, err
 		}
 		l, _ := reaction.NewLog("console", "json", &out)
-		comp.AddStep("results consumer", reaction.ConsumeStep(rt.Bus, comp, reaction.ConsumerOptions(rt.Topology, "console", []string{"q1"}), l))
+		comp.AddStep("results consumer", reaction.ConsumeStep(rt.Bus, comp, reaction.ConsumerOptions(rt.Topology, "console", []string{"q1"}, config.RetryConfig{}), l))
 		return []*lifecycle.Component{comp}, nil
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -37,7 +37,7 @@ type run struct {
 	q     *Query
 	pub   *bus.Publisher
 	fence *bus.Fence // every result is a write fenced by it
-	eng *engine.Query
+	eng   *engine.Query
 	// applied is the changes-stream sequence the state covers; seq the
 	// last result message published.
 	applied uint64

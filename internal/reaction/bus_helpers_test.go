@@ -3,6 +3,7 @@ package reaction_test
 import (
 	"context"
 	"encoding/json"
+	"github.com/tributary/tributary/internal/config"
 	"strconv"
 	"testing"
 	"time"
@@ -79,10 +80,9 @@ func (e *busEnv) publishResult(r *change.Result) {
 // retries; the consumer is drained at cleanup.
 func (e *busEnv) consume(id string, queries []string, r reaction.Reaction) *bus.Consumer {
 	e.t.Helper()
-	opts := reaction.ConsumerOptions(e.topo, id, queries)
-	// Retry quickly and without limit. (ConsumerOptions' MaxAckPending of
-	// 1 keeps a failed result from being overtaken by the next one while
-	// it waits for redelivery: a Nak'd message stays pending.)
+	opts := reaction.ConsumerOptions(e.topo, id, queries, config.RetryConfig{})
+	// Retry quickly and without limit. (The consumer is ordered: a failed
+	// result is retried in place and never overtaken by the next one.)
 	opts.BackOff = []time.Duration{5 * time.Millisecond, 20 * time.Millisecond}
 	opts.MaxDeliver = -1
 	opts.FetchWait = 200 * time.Millisecond

@@ -44,7 +44,7 @@ func BenchmarkHTTPThroughConsumer(b *testing.B) {
 	h := newHTTP(b, &config.HTTPReaction{BaseURL: srv.URL})
 	b.ResetTimer()
 	start := time.Now()
-	opts := reaction.ConsumerOptions(e.topo, "bench", queries)
+	opts := reaction.ConsumerOptions(e.topo, "bench", queries, config.RetryConfig{})
 	cons, err := e.conn.Consume(b.Context(), opts, reaction.Handler(h))
 	if err != nil {
 		b.Fatal(err)

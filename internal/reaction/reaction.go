@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
+	"github.com/tributary/tributary/internal/config"
 	"github.com/tributary/tributary/pkg/bus"
 	"github.com/tributary/tributary/pkg/change"
 	"github.com/tributary/tributary/streams"
@@ -22,24 +24,60 @@ type Reaction interface {
 }
 
 // ConsumerOptions returns the durable consumer of a reaction: the results
-// of its queries, one at a time in order.
-func ConsumerOptions(topo streams.Topology, reactionID string, queries []string) bus.ConsumerOptions {
+// of its queries, one at a time, ordered (a failing result is retried in
+// place with backoff and never overtaken by a later one; only results that
+// fail permanently or do not decode go to the dead-letter stream).
+//
+// retry is the reaction's retry config (reactions[].retry): Initial and Max
+// bound the backoff, MaxDeliver applies if the consumer is made unordered.
+// Zero fields take the topology's consumer defaults.
+func ConsumerOptions(topo streams.Topology, reactionID string, queries []string, retry config.RetryConfig) bus.ConsumerOptions {
 	filters := make([]string, len(queries))
 	for i, q := range queries {
 		filters[i] = topo.ResultSubject(bus.Token(q))
 	}
 	durable := "reaction_" + bus.KeyToken(reactionID)
-	return bus.ConsumerOptions{
+	o := bus.ConsumerOptions{
 		Stream:            topo.Results.Name,
 		Durable:           durable,
 		FilterSubjects:    filters,
 		DeadLetterSubject: topo.DeadLetterSubject(topo.Results.Name, durable),
 		AckWait:           topo.Consumers.AckWait,
 		MaxDeliver:        topo.Consumers.MaxDeliver,
-		MaxAckPending:     1, // no result overtakes a failed or crashed-in-flight one (offsets would skip it)
-		BackOff:           topo.Consumers.BackOff,
-		Concurrency:       1,
+		// Ordered: no result overtakes a failed one, nor one a crashed
+		// instance held (the durable is reset to its ack floor when an
+		// ordered consumer takes over), so the offsets of the postgres and
+		// sse kinds never skip a result.
+		MaxAckPending: topo.Consumers.MaxAckPending,
+		BackOff:       topo.Consumers.BackOff,
+		Concurrency:   1,
+		Ordered:       true,
 	}
+	if retry.MaxDeliver > 0 {
+		o.MaxDeliver = retry.MaxDeliver
+	}
+	if retry.Initial > 0 || retry.Max > 0 {
+		o.BackOff = backOff(retry.Initial.D(), retry.Max.D(), topo.Consumers.BackOff)
+	}
+	return o
+}
+
+// backOff is the doubling series of delays from initial up to maxWait; a
+// zero bound is taken from def (its first or last delay).
+func backOff(initial, maxWait time.Duration, def []time.Duration) []time.Duration {
+	if initial <= 0 && len(def) > 0 {
+		initial = def[0]
+	}
+	if maxWait <= 0 && len(def) > 0 {
+		maxWait = def[len(def)-1]
+	}
+	initial = max(initial, time.Millisecond)
+	maxWait = max(maxWait, initial)
+	var out []time.Duration
+	for d := initial; d < maxWait; d *= 2 {
+		out = append(out, d)
+	}
+	return append(out, maxWait)
 }
 
 // Handler adapts a Reaction to a bus handler: it decodes the result

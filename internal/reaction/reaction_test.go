@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/tributary/tributary/internal/config"
 	"github.com/tributary/tributary/pkg/bus"
 	"github.com/tributary/tributary/pkg/change"
+	"github.com/tributary/tributary/streams"
 )
 
 func TestDecodeResultIsStrict(t *testing.T) {
@@ -90,5 +94,25 @@ func TestLogWriteFailureIsRetryable(t *testing.T) {
 	err := l.React(context.Background(), &change.Result{Query: "q", Seq: 1})
 	if err == nil || bus.IsPermanent(err) {
 		t.Fatalf("write failure: %v", err)
+	}
+}
+
+func TestConsumerOptionsHonourRetryConfig(t *testing.T) {
+	topo, err := streams.Default("t", streams.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := ConsumerOptions(topo, "hook", []string{"q"}, config.RetryConfig{
+		Initial: config.Duration(100 * time.Millisecond), Max: config.Duration(time.Second), MaxDeliver: 5,
+	})
+	want := []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond, time.Second}
+	if !o.Ordered || o.Concurrency != 1 || o.MaxDeliver != 5 || !slices.Equal(o.BackOff, want) {
+		t.Fatalf("options: ordered %v, concurrency %d, maxDeliver %d, backOff %v; want ordered, 1, 5, %v",
+			o.Ordered, o.Concurrency, o.MaxDeliver, o.BackOff, want)
+	}
+	// A kind without retry settings takes the topology's defaults.
+	o = ConsumerOptions(topo, "log", []string{"q"}, config.RetryConfig{})
+	if !o.Ordered || o.MaxDeliver != topo.Consumers.MaxDeliver || !slices.Equal(o.BackOff, topo.Consumers.BackOff) {
+		t.Fatalf("defaults: ordered %v, maxDeliver %d, backOff %v", o.Ordered, o.MaxDeliver, o.BackOff)
 	}
 }

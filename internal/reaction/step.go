@@ -11,8 +11,13 @@ import (
 // supervised worker of comp stops fetching as soon as the component's
 // lease is lost or it shuts down; the step's undo drains in-flight results
 // within the stop deadline (finished ones are acked, the rest Nak'd for the
-// next instance).
+// next instance). Unless opts has its own Degrade, the consumer reports its
+// problems (a result being retried, a dead letter that cannot be stored, a
+// consumer deleted on the server) through comp.Degrade.
 func ConsumeStep(conn *bus.Conn, comp *lifecycle.Component, opts bus.ConsumerOptions, r Reaction) func(context.Context) (lifecycle.Undo, error) {
+	if opts.Degrade == nil {
+		opts.Degrade = comp.Degrade
+	}
 	return func(ctx context.Context) (lifecycle.Undo, error) {
 		cons, err := conn.Consume(ctx, opts, Handler(r))
 		if err != nil {

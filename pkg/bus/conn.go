@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tributary/tributary/internal/logging"
 	"github.com/tributary/tributary/internal/retry"
+	"github.com/tributary/tributary/streams"
 )
 
 // Embedded is the URL that selects an in-process nats-server with JetStream.
@@ -128,6 +129,9 @@ type Conn struct {
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	metrics *connMetrics
+	// topology is the one EnsureTopology last applied: consumers recreate
+	// a missing dead-letter stream from it.
+	topology atomic.Pointer[streams.Topology]
 
 	mu        sync.Mutex
 	connected bool

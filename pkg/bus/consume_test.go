@@ -48,6 +48,10 @@ func suiteFactory(t *testing.T) bustest.Factory {
 }
 
 func TestConsumerConformanceOrdered(t *testing.T) {
+	bustest.Run(t, suiteFactory(t), bustest.Config{Concurrency: 1, Ordered: true})
+}
+
+func TestConsumerConformanceUnordered(t *testing.T) {
 	bustest.Run(t, suiteFactory(t), bustest.Config{Concurrency: 1})
 }
 

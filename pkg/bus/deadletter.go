@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/tributary/tributary/internal/retry"
 )
 
 // Headers of a dead letter. Its body is the original message's data; the
@@ -112,23 +114,83 @@ func truncate(s string, n int) string {
 	return s[:cut] + "..."
 }
 
-// publishDeadLetter stores the dead letter, re-sending on transient errors
-// until ctx ends.
-func (c *Consumer) publishDeadLetter(ctx context.Context, d *Delivery, reason string) error {
-	bo := newBackOff(100*time.Millisecond, 5*time.Second)
-	for attempt := 1; ; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, c.opts.AckWait)
-		_, err := c.conn.js.PublishMsg(actx, deadLetterMsg(c.opts.DeadLetterSubject, d, reason))
+// errNoDeadLetterStream: no stream takes the dead-letter subject.
+var errNoDeadLetterStream = errors.New("no stream takes the dead-letter subject")
+
+// storeDeadLetter stores the dead letter of d, recreating a missing
+// dead-letter stream from the applied topology first. When it cannot, it
+// reports the failure (Error log, metric, Degrade until a dead letter of
+// the message is stored or the message is acknowledged) and returns it:
+// the caller keeps the message.
+func (k *Consumer) storeDeadLetter(ctx context.Context, d *Delivery, reason string) error {
+	err := k.publishDeadLetter(ctx, d, reason)
+	if errors.Is(err, errNoDeadLetterStream) {
+		rctx, cancel := context.WithTimeout(ctx, k.opts.AckWait)
+		name, rerr := k.conn.repairStreamFor(rctx, k.opts.DeadLetterSubject)
 		cancel()
-		if err == nil {
+		if rerr != nil {
+			err = fmt.Errorf("%w (%v)", err, rerr)
+		} else {
+			k.log.Warn("recreated the missing dead-letter stream", "dlq_stream", name, "dlq_subject", k.opts.DeadLetterSubject)
+			err = k.publishDeadLetter(ctx, d, reason)
+		}
+	}
+	if err != nil {
+		k.deadLetterFailed(d, err)
+		return err
+	}
+	k.deadLetterResolved(d.StreamSeq)
+	return nil
+}
+
+// deadLetterFailed reports a dead letter that could not be stored.
+func (k *Consumer) deadLetterFailed(d *Delivery, err error) {
+	k.m.deadLetterFailures.Inc()
+	k.log.Error("storing a dead letter failed; the message is kept and retried later", "stream_seq", d.StreamSeq,
+		"subject", d.Subject, "dlq_subject", k.opts.DeadLetterSubject, "err", err)
+	k.dlqMu.Lock()
+	k.dlqFailed[d.StreamSeq] = err.Error()
+	n := len(k.dlqFailed)
+	k.dlqMu.Unlock()
+	k.degrade("dead letters", fmt.Sprintf("%d messages cannot be dead-lettered on %s and are kept (last: stream sequence %d: %v)",
+		n, k.opts.DeadLetterSubject, d.StreamSeq, err))
+}
+
+// deadLetterResolved clears the report of a failed dead letter once the
+// message is dead-lettered or acknowledged after all.
+func (k *Consumer) deadLetterResolved(seq uint64) {
+	k.dlqMu.Lock()
+	_, ok := k.dlqFailed[seq]
+	delete(k.dlqFailed, seq)
+	n := len(k.dlqFailed)
+	k.dlqMu.Unlock()
+	if ok && n == 0 {
+		k.degrade("dead letters", "")
+	}
+}
+
+// publishDeadLetter stores the dead letter, re-sending on transient errors
+// for at most AckWait (or until ctx ends). A missing stream gives
+// errNoDeadLetterStream at once.
+func (k *Consumer) publishDeadLetter(ctx context.Context, d *Delivery, reason string) error {
+	ctx, cancel := context.WithTimeout(ctx, k.opts.AckWait)
+	defer cancel()
+	bo := retry.NewBackOff(100*time.Millisecond, 2*time.Second)
+	for attempt := 1; ; attempt++ {
+		actx, acancel := context.WithTimeout(ctx, max(k.opts.AckWait/4, time.Second))
+		_, err := k.conn.js.PublishMsg(actx, deadLetterMsg(k.opts.DeadLetterSubject, d, reason))
+		acancel()
+		switch {
+		case err == nil:
 			return nil
+		case errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, nats.ErrNoResponders):
+			return fmt.Errorf("dead letter of %s/%d on %s: %w", d.Stream, d.StreamSeq, k.opts.DeadLetterSubject, errNoDeadLetterStream)
+		case !retryablePublishErr(err):
+			return fmt.Errorf("%w: dead letter of %s/%d on %s: %w", ErrRejected, d.Stream, d.StreamSeq, k.opts.DeadLetterSubject, err)
 		}
-		if !retryablePublishErr(err) {
-			return fmt.Errorf("%w: dead letter of %s/%d on %s: %w", ErrRejected, d.Stream, d.StreamSeq, c.opts.DeadLetterSubject, err)
-		}
-		c.log.Warn("publishing a dead letter failed; retrying", "stream_seq", d.StreamSeq, "attempt", attempt, "err", err)
-		if serr := sleepCtx(ctx, bo.NextBackOff()); serr != nil {
-			return fmt.Errorf("dead letter of %s/%d on %s: %w (last attempt: %v)", d.Stream, d.StreamSeq, c.opts.DeadLetterSubject, serr, err)
+		k.log.Warn("publishing a dead letter failed; retrying", "stream_seq", d.StreamSeq, "attempt", attempt, "err", err)
+		if serr := retry.Sleep(ctx, bo.NextBackOff()); serr != nil {
+			return fmt.Errorf("dead letter of %s/%d on %s: not stored within %s (last attempt: %w)", d.Stream, d.StreamSeq, k.opts.DeadLetterSubject, k.opts.AckWait, err)
 		}
 	}
 }

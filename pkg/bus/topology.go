@@ -25,8 +25,10 @@ var ErrTopologyConflict = errors.New("existing stream conflicts with the declare
 // and the change is logged. Any other difference is reported (wrapping
 // ErrTopologyConflict, naming each differing setting) and the stream is
 // left as it is, never recreated. It is idempotent and safe to run from
-// several processes at once.
+// several processes at once. The Conn remembers t: a consumer recreates a
+// missing dead-letter stream from it.
 func (c *Conn) EnsureTopology(ctx context.Context, t streams.Topology) error {
+	c.topology.Store(&t)
 	var errs []error
 	for _, s := range t.Streams() {
 		if err := c.ensureStream(ctx, streamConfig(s)); err != nil {

@@ -30,12 +30,19 @@ type Factory func(t *testing.T) Env
 
 // Config says which consumer the suite checks.
 type Config struct {
-	// Concurrency of the consumer under test (1 = ordered).
+	// Concurrency of the consumer under test.
 	Concurrency int
+	// Ordered runs the consumer with ConsumerOptions.Ordered (Concurrency
+	// must then be 1): retries in place, no overtaking, MaxDeliver not
+	// applied to retryable failures.
+	Ordered bool
 }
 
 // Run runs every check as a subtest.
 func Run(t *testing.T, f Factory, cfg Config) {
+	if cfg.Ordered && cfg.Concurrency > 1 {
+		t.Fatalf("bustest: an ordered consumer runs at concurrency 1, not %d", cfg.Concurrency)
+	}
 	if cfg.Concurrency < 1 {
 		cfg.Concurrency = 1
 	}
@@ -43,11 +50,21 @@ func Run(t *testing.T, f Factory, cfg Config) {
 	t.Run("AtLeastOnce", s.atLeastOnce)
 	t.Run("RetryThenSuccess", s.retryThenSuccess)
 	t.Run("PermanentGoesToDeadLetters", s.permanentToDLQ)
-	t.Run("ExhaustedRetriesGoToDeadLetters", s.exhaustedToDLQ)
+	if cfg.Ordered {
+		t.Run("RetryableFailuresOutlastMaxDeliver", s.outlastsMaxDeliver)
+	} else {
+		t.Run("ExhaustedRetriesGoToDeadLetters", s.exhaustedToDLQ)
+	}
 	t.Run("PanicIsRedelivered", s.panicRedelivered)
 	t.Run("MaxAckPendingRespected", s.maxAckPending)
 	t.Run("DrainFinishesInFlight", s.drainFinishes)
 	t.Run("DrainDeadlineReturnsUnfinished", s.drainDeadline)
+	t.Run("HandlerTimeoutIsRetryable", s.handlerTimeout)
+	t.Run("LastDeliveryInterruptedByDrainComesBack", s.lastDeliveryInterrupted)
+	t.Run("LastDeliveryFetchedAfterStopComesBack", s.lastDeliveryAfterStop)
+	if cfg.Ordered {
+		t.Run("RetriedMessageIsNotOvertaken", s.notOvertaken)
+	}
 }
 
 type suite struct {
@@ -66,6 +83,7 @@ func (s *suite) options(e Env, durable string) bus.ConsumerOptions {
 		BackOff:           []time.Duration{20 * time.Millisecond},
 		Concurrency:       s.cfg.Concurrency,
 		FetchWait:         200 * time.Millisecond,
+		Ordered:           s.cfg.Ordered,
 	}
 }
 
@@ -179,7 +197,7 @@ func (s *suite) atLeastOnce(t *testing.T) {
 			t.Fatalf("m-%d never handled", i)
 		}
 	}
-	if s.cfg.Concurrency == 1 {
+	if s.cfg.Concurrency == 1 || s.cfg.Ordered {
 		mu.Lock()
 		defer mu.Unlock()
 		for i := 1; i < len(order); i++ {
@@ -199,10 +217,10 @@ func (s *suite) retryThenSuccess(t *testing.T) {
 	o := s.options(e, "retry")
 	o.BackOff = []time.Duration{100 * time.Millisecond, 400 * time.Millisecond}
 	k := consume(t, e, o, func(_ context.Context, d *bus.Delivery) error {
-		if c := tries.add(d.ID); uint64(c) != d.NumDelivered {
-			return bus.Permanentf("delivery count %d, handler saw %d deliveries", d.NumDelivered, c)
+		if c := tries.add(d.ID); uint64(c) != d.Attempt {
+			return bus.Permanentf("attempt %d, handler saw %d attempts", d.Attempt, c)
 		}
-		if d.NumDelivered < 3 {
+		if d.Attempt < 3 {
 			return errors.New("transient failure")
 		}
 		succeeded.Add(1)
@@ -217,6 +235,14 @@ func (s *suite) retryThenSuccess(t *testing.T) {
 			t.Fatalf("%s delivered %d times, want 3", id, len(ts))
 		}
 		g1, g2 := ts[1].Sub(ts[0]), ts[2].Sub(ts[1])
+		if s.cfg.Ordered {
+			// Retries in place: exponential backoff from BackOff[0] with
+			// jitter of up to half the interval either way.
+			if g1 < 45*time.Millisecond || g2 < 45*time.Millisecond {
+				t.Fatalf("%s: retry gaps %s then %s; want >= 50ms (100ms less jitter)", id, g1, g2)
+			}
+			continue
+		}
 		if g1 < 90*time.Millisecond || g2 < 360*time.Millisecond || g2 <= g1 {
 			t.Fatalf("%s: redelivery gaps %s then %s; want >= 100ms then >= 400ms, growing", id, g1, g2)
 		}
@@ -300,7 +326,7 @@ func (s *suite) panicRedelivered(t *testing.T) {
 	var ok atomic.Int64
 	k := consume(t, e, s.options(e, "panic"), func(_ context.Context, d *bus.Delivery) error {
 		seen.add(d.ID)
-		if d.ID == "m-3" && d.NumDelivered == 1 {
+		if d.ID == "m-3" && d.Attempt == 1 {
 			panic("handler bug")
 		}
 		ok.Add(1)
@@ -432,12 +458,193 @@ func (s *suite) drainDeadline(t *testing.T) {
 			t.Fatalf("interrupted message came back after %s (delivery %d)", el, d.NumDelivered)
 		}
 		// Delivery 2: the stopped consumer's own pull must not take it
-		// back first (that would spend deliveries towards MaxDeliver).
-		if d.ID != "m-1" || d.NumDelivered != 2 {
+		// back first (that would spend deliveries towards MaxDeliver). An
+		// ordered consumer may reset the durable to its ack floor when it
+		// starts, which restarts the count.
+		if d.ID != "m-1" || d.NumDelivered != 2 && !(s.cfg.Ordered && d.NumDelivered == 1) {
 			t.Fatalf("second consumer got %s delivery %d, want m-1 delivery 2", d.ID, d.NumDelivered)
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the interrupted message was not redelivered")
 	}
 	settled(t, second)
+}
+
+// noDeadLetter fails the test if durable dead-lettered anything.
+func noDeadLetter(t *testing.T, e Env, durable string) {
+	t.Helper()
+	m, err := e.Conn.LastMessage(context.Background(), e.DeadLetterStream, e.DeadLetterSubject+"."+durable)
+	if err == nil {
+		t.Fatalf("unexpected dead letter: %+v", m.Header)
+	}
+	if !errors.Is(err, bus.ErrNotFound) {
+		t.Fatal(err)
+	}
+}
+
+func (s *suite) handlerTimeout(t *testing.T) {
+	e := s.f(t)
+	publish(t, e, 1, 3)
+	o := s.options(e, "timeout")
+	o.HandlerTimeout = 200 * time.Millisecond
+	seen := newRecord()
+	var hung atomic.Int64 // how long the hanging attempt ran
+	var ok atomic.Int64
+	k := consume(t, e, o, func(ctx context.Context, d *bus.Delivery) error {
+		if seen.add(d.ID) == 1 && d.ID == "m-2" {
+			start := time.Now()
+			<-ctx.Done() // a call that hangs until it is told to give up
+			hung.Store(int64(time.Since(start)))
+			return ctx.Err()
+		}
+		ok.Add(1)
+		return nil
+	})
+	testwait.Until(t, 20*time.Second, "every message handled after the timeout", func() bool { return ok.Load() == 3 })
+	settled(t, k)
+	if c := seen.get("m-2"); c != 2 {
+		t.Fatalf("timed-out message handled %d times, want 2 (the timeout, then the retry)", c)
+	}
+	if d := time.Duration(hung.Load()); d < 150*time.Millisecond || d > 3*time.Second {
+		t.Fatalf("the hanging call was cut off after %s, want about HandlerTimeout (200ms)", d)
+	}
+	noDeadLetter(t, e, "timeout")
+}
+
+// lastDeliveryInterrupted: a handler cut off by Drain's deadline during the
+// message's last allowed delivery; the message must come back.
+func (s *suite) lastDeliveryInterrupted(t *testing.T) {
+	e := s.f(t)
+	publish(t, e, 1, 1)
+	o := s.options(e, "lastint")
+	o.MaxDeliver = 1
+	var started atomic.Int64
+	first, err := e.Conn.Consume(context.Background(), o, func(ctx context.Context, d *bus.Delivery) error {
+		started.Add(1)
+		<-ctx.Done() // stuck until Drain's deadline
+		return ctx.Err()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testwait.Until(t, 20*time.Second, "the handler starts", func() bool { return started.Load() == 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := first.Drain(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("drain past its deadline: want DeadlineExceeded, got %v", err)
+	}
+	got := newRecord()
+	second := consume(t, e, o, func(_ context.Context, d *bus.Delivery) error {
+		got.add(d.ID)
+		return nil
+	})
+	testwait.Until(t, 20*time.Second, "the interrupted last delivery comes back after the restart", func() bool { return got.get("m-1") == 1 })
+	settled(t, second)
+	noDeadLetter(t, e, "lastint")
+}
+
+// lastDeliveryAfterStop: a message that reaches the consumer's pull after
+// Stop, on its last allowed delivery, must come back to the next consumer.
+func (s *suite) lastDeliveryAfterStop(t *testing.T) {
+	e := s.f(t)
+	o := s.options(e, "laststop")
+	o.MaxDeliver = 1
+	o.FetchWait = 3 * time.Second
+	var firstRuns atomic.Int64
+	first, err := e.Conn.Consume(context.Background(), o, func(context.Context, *bus.Delivery) error {
+		firstRuns.Add(1)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testwait.Until(t, 20*time.Second, "the consumer's pull waits on the server", func() bool {
+		st, err := first.State(context.Background())
+		return err == nil && st.Waiting > 0
+	})
+	first.Stop()
+	publish(t, e, 1, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := first.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := firstRuns.Load(); n != 0 {
+		t.Fatalf("the stopped consumer handled %d messages", n)
+	}
+	got := newRecord()
+	second := consume(t, e, o, func(_ context.Context, d *bus.Delivery) error {
+		got.add(d.ID)
+		return nil
+	})
+	testwait.Until(t, 20*time.Second, "the message the stopped consumer got comes back", func() bool { return got.get("m-1") == 1 })
+	settled(t, second)
+	noDeadLetter(t, e, "laststop")
+}
+
+// notOvertaken: an ordered consumer retries a failing message in place; the
+// later ones wait for it.
+func (s *suite) notOvertaken(t *testing.T) {
+	e := s.f(t)
+	publish(t, e, 1, 3)
+	var mu sync.Mutex
+	var got []string
+	o := s.options(e, "order")
+	o.BackOff = []time.Duration{20 * time.Millisecond}
+	k := consume(t, e, o, func(_ context.Context, d *bus.Delivery) error {
+		mu.Lock()
+		got = append(got, fmt.Sprintf("%s#%d", d.ID, d.Attempt))
+		mu.Unlock()
+		if d.ID == "m-1" && d.Attempt < 3 {
+			return errors.New("target unavailable")
+		}
+		return nil
+	})
+	testwait.Until(t, 20*time.Second, "five handler calls", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got) >= 5
+	})
+	settled(t, k)
+	mu.Lock()
+	defer mu.Unlock()
+	if want := "m-1#1 m-1#2 m-1#3 m-2#1 m-3#1"; strings.Join(got, " ") != want {
+		t.Fatalf("handled %s, want %s", strings.Join(got, " "), want)
+	}
+}
+
+// outlastsMaxDeliver: the target is down for longer than MaxDeliver
+// attempts; an ordered consumer dead-letters nothing and delivers every
+// message in order once it is back.
+func (s *suite) outlastsMaxDeliver(t *testing.T) {
+	e := s.f(t)
+	const n = 4
+	publish(t, e, 1, n)
+	o := s.options(e, "down")
+	o.MaxDeliver = 2
+	o.BackOff = []time.Duration{10 * time.Millisecond, 40 * time.Millisecond}
+	var calls atomic.Int64
+	var mu sync.Mutex
+	var ok []string
+	k := consume(t, e, o, func(_ context.Context, d *bus.Delivery) error {
+		if calls.Add(1) <= 8 {
+			return errors.New("target down")
+		}
+		mu.Lock()
+		ok = append(ok, d.ID)
+		mu.Unlock()
+		return nil
+	})
+	testwait.Until(t, 20*time.Second, "every message delivered once the target is back", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(ok) >= n
+	})
+	settled(t, k)
+	noDeadLetter(t, e, "down")
+	mu.Lock()
+	defer mu.Unlock()
+	if want := "m-1 m-2 m-3 m-4"; strings.Join(ok, " ") != want {
+		t.Fatalf("delivered %s, want %s", strings.Join(ok, " "), want)
+	}
 }
