@@ -14,19 +14,6 @@ import (
 	"github.com/tributary/tributary/pkg/change"
 )
 
-// BatchError says which delivery of a batch failed: the ones before Index
-// were handled (their results acknowledged), the one at Index failed with
-// Err, the ones after it were not looked at.
-type BatchError struct {
-	Index int
-	Err   error
-}
-
-func (e *BatchError) Error() string {
-	return fmt.Sprintf("delivery %d of the batch: %v", e.Index, e.Err)
-}
-func (e *BatchError) Unwrap() error { return e.Err }
-
 // errRebuilding: the run's state is ahead of its output and is being
 // rebuilt; the delivery is retried by the next run.
 var errRebuilding = errors.New("query state is being rebuilt")
@@ -176,18 +163,9 @@ func (r *run) bootstrap(ctx context.Context) error {
 	return nil
 }
 
-// handle is the per-message bus.Handler: one delivery as a batch of one.
-func (r *run) handle(ctx context.Context, d *bus.Delivery) error {
-	err := r.process(ctx, []*bus.Delivery{d})
-	var be *BatchError
-	if errors.As(err, &be) {
-		return be.Err
-	}
-	return err
-}
-
 // process applies every change of ds (in stream order) and publishes the
-// results they produced as one atomic batch, with gap-free seqs, each
+// results they produced as one atomic batch (it is the query's
+// bus.BatchHandler), with gap-free seqs, each
 // saying which input it covers. It returns nil when every delivery was
 // handled and its results acknowledged by JetStream (the caller then
 // acknowledges them all); a *BatchError when ds[Index] is invalid (wrapping
@@ -201,7 +179,7 @@ func (r *run) process(ctx context.Context, ds []*bus.Delivery) error {
 	}
 	q := r.q
 	var msgs []bus.Message
-	var bad *BatchError
+	var bad *bus.BatchError
 	applied := 0
 	for i, d := range ds {
 		// Decoded first, so that an invalid change the bootstrap skipped
@@ -209,7 +187,7 @@ func (r *run) process(ctx context.Context, ds []*bus.Delivery) error {
 		env, err := change.Decode(d.Data)
 		if err != nil {
 			q.m.invalid.Inc()
-			bad = &BatchError{Index: i, Err: bus.Permanentf("query %s: change at stream sequence %d (%s) is invalid: %w", q.cfg.Spec.ID, d.StreamSeq, d.Subject, err)}
+			bad = &bus.BatchError{Index: i, Err: bus.Permanentf("query %s: change at stream sequence %d (%s) is invalid: %w", q.cfg.Spec.ID, d.StreamSeq, d.Subject, err)}
 			break
 		}
 		if d.StreamSeq <= r.applied {
@@ -222,7 +200,7 @@ func (r *run) process(ctx context.Context, ds []*bus.Delivery) error {
 		if err != nil {
 			// The engine refused it before changing anything.
 			q.m.invalid.Inc()
-			bad = &BatchError{Index: i, Err: bus.Permanentf("query %s: change at stream sequence %d (%s) refused: %w", q.cfg.Spec.ID, d.StreamSeq, d.Subject, err)}
+			bad = &bus.BatchError{Index: i, Err: bus.Permanentf("query %s: change at stream sequence %d (%s) refused: %w", q.cfg.Spec.ID, d.StreamSeq, d.Subject, err)}
 			break
 		}
 		applied++

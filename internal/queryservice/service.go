@@ -216,28 +216,28 @@ func (q *Query) run(ctx context.Context) error {
 	// Read before the consumer starts: from then on only its handler
 	// touches the run.
 	q.log.Info("query consuming live", "seq", r.seq, "input_seq", r.applied, "subjects", q.filters)
-	cons, err := q.cfg.Bus.Consume(ctx, bus.ConsumerOptions{
+	cons, err := q.cfg.Bus.ConsumeBatches(ctx, bus.ConsumerOptions{
 		Stream:            topo.Changes.Name,
 		Durable:           q.durable,
 		FilterSubjects:    q.filters,
 		DeadLetterSubject: topo.DeadLetterSubject(topo.Changes.Name, q.durable),
 		AckWait:           q.cfg.AckWait,
-		// A retryable failure (the results could not be published) is
-		// retried as long as it takes: dead-lettering a valid change would
-		// make the result wrong. Invalid changes are dead-lettered at
-		// once (bus.Permanent).
-		MaxDeliver: -1,
-		// One change in flight: the server delivers nothing past a change
-		// that is not acknowledged (retried, or in flight when a process
-		// died), so the query sees its changes in stream order and the
-		// skip of what the state covers is sound. ConsumeBatches (ordered
-		// batches) will lift this.
-		MaxAckPending: 1,
+		// Ordered batches: the changes of a batch are applied in stream
+		// order and their results published as one atomic batch before the
+		// batch is acknowledged. A retryable failure is retried in place
+		// for as long as it takes (dead-lettering a valid change would make
+		// the result wrong), and no later change overtakes it, nor one that
+		// a crashed instance held (the durable is reset to its ack floor on
+		// takeover), so the skip of what the state covers is sound. Invalid
+		// changes are dead-lettered at once (bus.Permanent).
+		MaxDeliver:    -1,
+		MaxAckPending: topo.Consumers.MaxAckPending,
 		BackOff:       topo.Consumers.BackOff,
 		Concurrency:   1,
+		Degrade:       q.cfg.Component.Degrade,
 		Logger:        q.cfg.Logger,
 		Registerer:    q.cfg.Registerer,
-	}, r.handle)
+	}, r.process)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
