@@ -350,6 +350,14 @@ func checkStream(ctx context.Context, url string, logged map[string][]*change.Re
 // checkSSE reads the first event of every query's event stream: the
 // snapshot of the final result, at the last seq.
 func checkSSE(ctx context.Context, client *http.Client, addr string, logged map[string][]*change.Result, want map[string][]string) error {
+	resp, err := client.Get("http://" + addr + "/")
+	if err != nil {
+		return fmt.Errorf("the live page: %w", err)
+	}
+	resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); resp.StatusCode != http.StatusOK || !strings.HasPrefix(ct, "text/html") {
+		return fmt.Errorf("the live page answers %s with %q, want 200 and text/html", resp.Status, ct)
+	}
 	for _, q := range queries {
 		snap, err := sseSnapshot(ctx, client, "http://"+addr+"/events/"+q)
 		if err != nil {
@@ -372,7 +380,7 @@ func checkSSE(ctx context.Context, client *http.Client, addr string, logged map[
 			return fmt.Errorf("the live page's snapshot of %s is %v at seq %d, want %v at seq %d", q, rows, snap.Seq, want[q], n)
 		}
 	}
-	say("check: the live page's event streams start with the final result of every query")
+	say("check: the live page is served, and its event streams start with the final result of every query")
 	return nil
 }
 

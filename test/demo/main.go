@@ -33,6 +33,10 @@ func main() {
 	flag.StringVar(&o.bin, "bin", "bin", "directory holding source-pg, query-engine and reactor (scripts/build.sh)")
 	flag.StringVar(&o.config, "config", "examples/curbside.yaml", "the example config the binaries run")
 	flag.BoolVar(&o.keep, "keep", false, "after the story, stay up (live page and all) until Ctrl-C")
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), "Usage: scripts/demo.sh [--keep]\n\nRuns Tributary's whole job on this machine and checks it (see README.md).\n\n")
+		flag.PrintDefaults()
+	}
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "demo: unexpected arguments %q\n", flag.Args())
@@ -49,6 +53,7 @@ func main() {
 		}
 		os.Exit(1)
 	}
+	say("everything stopped; no process or directory left")
 }
 
 func say(format string, args ...any) { fmt.Printf("demo      | "+format+"\n", args...) }

@@ -122,11 +122,21 @@ func (p *proc) stop(within time.Duration) error {
 	}
 }
 
-// kill ends the process's whole group (a no-op once it is gone) and waits
-// for it, then reports whether anything of the group is still alive.
+// kill ends the process if it still runs (SIGTERM, then after 10s
+// SIGKILL to its whole group) and waits for it, then reports whether
+// anything of its group is still alive.
 func (p *proc) kill() error {
 	pgid := p.cmd.Process.Pid
-	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	select {
+	case <-p.exited:
+	default:
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.exited:
+		case <-time.After(10 * time.Second):
+		}
+	}
+	_ = syscall.Kill(-pgid, syscall.SIGKILL) // ESRCH once the group is gone
 	<-p.exited
 	// The group is empty once every member was reaped; poll briefly for
 	// a grandchild the kernel is still tearing down.
