@@ -159,7 +159,7 @@ func run(ctx context.Context, o options) (err error) {
 		for i := len(procs) - 1; i >= 0; i-- {
 			p := procs[i]
 			kerr := p.kill()
-			if err != nil {
+			if err != nil && !errors.Is(err, context.Canceled) {
 				fmt.Fprintf(os.Stderr, "--- %s: last log lines ---\n%s\n", p.name, p.log.tail(30))
 			}
 			err = errors.Join(err, kerr)
