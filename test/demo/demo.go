@@ -359,25 +359,34 @@ func checkSSE(ctx context.Context, client *http.Client, addr string, logged map[
 		return fmt.Errorf("the live page answers %s with %q, want 200 and text/html", resp.Status, ct)
 	}
 	for _, q := range queries {
-		snap, err := sseSnapshot(ctx, client, "http://"+addr+"/events/"+q)
-		if err != nil {
-			return fmt.Errorf("the live page's stream of %s: %w", q, err)
-		}
-		rows := make([]string, 0, len(snap.Rows))
-		for _, r := range snap.Rows {
-			var row change.Row
-			if err := decode(r[1], &row); err != nil {
-				return fmt.Errorf("the live page's snapshot of %s: %w", q, err)
-			}
-			k, err := canonical(row)
+		n := uint64(len(logged[q]))
+		// The sse reaction consumes on its own: it may still be behind the
+		// log reaction.
+		err := waitFor(ctx, time.Minute, "the live page's stream of "+q+" to reach seq "+fmt.Sprint(n), func() error {
+			snap, err := sseSnapshot(ctx, client, "http://"+addr+"/events/"+q)
 			if err != nil {
 				return err
 			}
-			rows = append(rows, k)
-		}
-		slices.Sort(rows)
-		if n := uint64(len(logged[q])); snap.Seq != n || !slices.Equal(rows, want[q]) {
-			return fmt.Errorf("the live page's snapshot of %s is %v at seq %d, want %v at seq %d", q, rows, snap.Seq, want[q], n)
+			rows := make([]string, 0, len(snap.Rows))
+			for _, r := range snap.Rows {
+				var row change.Row
+				if err := decode(r[1], &row); err != nil {
+					return fmt.Errorf("the snapshot of %s: %w", q, err)
+				}
+				k, err := canonical(row)
+				if err != nil {
+					return err
+				}
+				rows = append(rows, k)
+			}
+			slices.Sort(rows)
+			if snap.Seq != n || !slices.Equal(rows, want[q]) {
+				return fmt.Errorf("the snapshot of %s is %v at seq %d, want %v at seq %d", q, rows, snap.Seq, want[q], n)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 	}
 	say("check: the live page is served, and its event streams start with the final result of every query")
