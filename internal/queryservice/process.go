@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -117,26 +118,15 @@ func (r *run) bootstrap(ctx context.Context) error {
 	}
 	q.m.bootstrapLeft.Set(float64(through))
 	n := 0
-	covered, err := q.cfg.Bus.Replay(ctx, bus.ReplayOptions{
-		Stream: q.cfg.Topology.Changes.Name, FilterSubjects: q.filters, Through: through,
-	}, func(d *bus.Delivery) error {
-		env, err := change.Decode(d.Data)
+	var covered uint64
+	if through > 0 {
+		// (Replay reads through the stream's end for Through 0: nothing
+		// is to be replayed when the output and the acknowledgements
+		// cover no change yet.)
+		covered, err = r.replay(ctx, through, &n)
 		if err != nil {
-			return nil // the live consumer dead-lettered it (or will)
+			return err
 		}
-		if _, err := r.eng.Apply(env); err != nil {
-			return nil // refused by the engine: dead-lettered live too
-		}
-		if n++; n%1000 == 0 && through > d.StreamSeq {
-			q.m.bootstrapLeft.Set(float64(through - d.StreamSeq))
-		}
-		if n%10000 == 0 {
-			q.cfg.Component.NotReady("bootstrap", fmt.Sprintf("rebuilding the query's state: %d changes replayed, at sequence %d of %d", n, d.StreamSeq, through))
-		}
-		return nil
-	})
-	if err != nil {
-		return err
 	}
 	q.m.bootstrapLeft.Set(0)
 	q.m.replayed.Add(float64(n))
@@ -181,7 +171,8 @@ func (r *run) process(ctx context.Context, ds []*bus.Delivery) error {
 	var msgs []bus.Message
 	var bad *bus.BatchError
 	applied := 0
-	for i, d := range ds {
+	for i := 0; i < len(ds); {
+		d := ds[i]
 		// Decoded first, so that an invalid change the bootstrap skipped
 		// is dead-lettered by this consumer too.
 		env, err := change.Decode(d.Data)
@@ -192,10 +183,24 @@ func (r *run) process(ctx context.Context, ds []*bus.Delivery) error {
 		}
 		if d.StreamSeq <= r.applied {
 			q.m.skipped.Inc()
+			i++
 			continue
 		}
+		// The changes of one transaction that follow it in the batch are
+		// applied with it, as one change: one result for the transaction.
+		envs, j := r.transaction(ds, i, env)
 		t0 := time.Now()
-		diff, err := r.eng.Apply(env)
+		var diff engine.Diff
+		if len(envs) > 1 {
+			if diff, err = r.eng.ApplyBatch(envs); err != nil {
+				// One of them is refused (the state is unchanged): apply
+				// them one by one, which finds it and dead-letters it alone.
+				envs, j = envs[:1], i+1
+			}
+		}
+		if len(envs) == 1 {
+			diff, err = r.eng.Apply(env)
+		}
 		q.m.applySec.Observe(time.Since(t0).Seconds())
 		if err != nil {
 			// The engine refused it before changing anything.
@@ -203,16 +208,18 @@ func (r *run) process(ctx context.Context, ds []*bus.Delivery) error {
 			bad = &bus.BatchError{Index: i, Err: bus.Permanentf("query %s: change at stream sequence %d (%s) refused: %w", q.cfg.Spec.ID, d.StreamSeq, d.Subject, err)}
 			break
 		}
-		applied++
-		r.applied = d.StreamSeq
+		last := ds[j-1]
+		applied += len(envs)
+		r.applied = last.StreamSeq
+		i = j
 		for _, w := range diff.Warnings {
 			q.m.warnings.Inc()
-			q.log.Warn("evaluation warning", "stream_seq", d.StreamSeq, "subject", d.Subject, "warning", w)
+			q.log.Warn("evaluation warning", "stream_seq", last.StreamSeq, "subject", last.Subject, "warning", w)
 		}
 		if diff.Empty() {
 			continue
 		}
-		msg, err := r.resultMessage(&diff, r.seq+uint64(len(msgs))+1, d.StreamSeq)
+		msg, err := r.resultMessage(&diff, r.seq+uint64(len(msgs))+1, last.StreamSeq)
 		if err != nil {
 			return r.fail(err)
 		}
@@ -233,6 +240,71 @@ func (r *run) process(ctx context.Context, ds []*bus.Delivery) error {
 		return bad
 	}
 	return nil
+}
+
+// replay applies the query's changes through stream sequence through to the
+// engine, publishing nothing, counting them in *n; it returns the sequence
+// the replay covers.
+func (r *run) replay(ctx context.Context, through uint64, n *int) (uint64, error) {
+	q := r.q
+	return q.cfg.Bus.Replay(ctx, bus.ReplayOptions{
+		Stream: q.cfg.Topology.Changes.Name, FilterSubjects: q.filters, Through: through,
+	}, func(d *bus.Delivery) error {
+		env, err := change.Decode(d.Data)
+		if err != nil {
+			return nil // the live consumer dead-lettered it (or will)
+		}
+		if _, err := r.eng.Apply(env); err != nil {
+			return nil // refused by the engine: dead-lettered live too
+		}
+		if *n++; *n%1000 == 0 && through > d.StreamSeq {
+			q.m.bootstrapLeft.Set(float64(through - d.StreamSeq))
+		}
+		if *n%10000 == 0 {
+			q.cfg.Component.NotReady("bootstrap", fmt.Sprintf("rebuilding the query's state: %d changes replayed, at sequence %d of %d", *n, d.StreamSeq, through))
+		}
+		return nil
+	})
+}
+
+// transaction returns the changes of ds, from i on (ds[i] decoded as env),
+// that belong to env's transaction, and the index after the last of them:
+// consecutive changes of env's source whose positions share the text
+// before the last '/' (source-pg's positions are <commit LSN>/<index>; see
+// docs/formats.md), none of them covered by the state already. A change
+// without such a position is a transaction of its own. A transaction that
+// the consumer hands over in two batches gives two results.
+func (r *run) transaction(ds []*bus.Delivery, i int, env *change.Envelope) ([]*change.Envelope, int) {
+	envs := []*change.Envelope{env}
+	key, ok := txnKey(env.Position)
+	if !ok {
+		return envs, i + 1
+	}
+	j := i + 1
+	for ; j < len(ds); j++ {
+		if ds[j].StreamSeq <= r.applied {
+			break
+		}
+		next, err := change.Decode(ds[j].Data)
+		if err != nil || next.Source != env.Source {
+			break
+		}
+		if k, ok := txnKey(next.Position); !ok || k != key {
+			break
+		}
+		envs = append(envs, next)
+	}
+	return envs, j
+}
+
+// txnKey is the transaction part of a position: the text before its last
+// '/', when it has one.
+func txnKey(position string) (string, bool) {
+	k := strings.LastIndexByte(position, '/')
+	if k <= 0 {
+		return "", false
+	}
+	return position[:k], true
 }
 
 // resultMessage encodes a diff as result message seq covering input.
