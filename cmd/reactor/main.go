@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/tributary/tributary/internal/app"
 	"github.com/tributary/tributary/internal/config"
 	"github.com/tributary/tributary/internal/reaction"
@@ -50,7 +48,7 @@ func build(ctx context.Context, rt *app.Runtime) ([]*lifecycle.Component, error)
 			}
 			react, startReaction = p, closeStep(p.Close)
 		case *config.NATSReaction:
-			n, err := reaction.NewNATS(r.ID, spec, rt.Bus.NATS(), reaction.NATSOptions{
+			n, err := reaction.NewNATS(r.ID, spec, rt.Bus, reaction.NATSOptions{
 				Logger: rt.Log.With("component", "reaction", "id", r.ID)})
 			if err != nil {
 				return nil, err
@@ -94,12 +92,8 @@ func closeStep(close func()) func(context.Context) (lifecycle.Undo, error) {
 // then serves them; undo stops the server.
 func sseStep(rt *app.Runtime, s *reaction.SSE) func(context.Context) (lifecycle.Undo, error) {
 	return func(ctx context.Context) (lifecycle.Undo, error) {
-		js, err := jetstream.New(rt.Bus.NATS())
-		if err != nil {
-			return nil, err
-		}
 		subject := func(q string) string { return rt.Topology.ResultSubject(bus.Token(q)) }
-		if err := s.Bootstrap(ctx, js, rt.Topology.Results.Name, subject); err != nil {
+		if err := s.Bootstrap(ctx, rt.Bus, rt.Topology.Results.Name, subject); err != nil {
 			return nil, err
 		}
 		if err := s.Start(ctx); err != nil {
