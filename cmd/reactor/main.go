@@ -71,10 +71,16 @@ func build(ctx context.Context, rt *app.Runtime) ([]*lifecycle.Component, error)
 		if startReaction != nil {
 			comp.AddStep("reaction target", startReaction)
 		}
+		guarded, err := reaction.GuardGaps(r.ID, react, reaction.GapOptions{
+			Policy: r.OnGap, Degrade: comp.Degrade, Registerer: rt.Registry,
+			Logger: rt.Log.With("component", "reaction", "id", r.ID)})
+		if err != nil {
+			return nil, err
+		}
 		opts := reaction.ConsumerOptions(rt.Topology, r.ID, r.Queries, retryConfig(r.Spec))
 		opts.Logger = rt.Log.With("component", "reaction", "id", r.ID)
 		opts.Registerer = rt.Registry
-		comp.AddStep("results consumer", reaction.ConsumeStep(rt.Bus, comp, opts, react))
+		comp.AddStep("results consumer", reaction.ConsumeStep(rt.Bus, comp, opts, guarded))
 		comps = append(comps, comp)
 	}
 	return comps, nil

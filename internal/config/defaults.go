@@ -23,6 +23,7 @@ func (c *Config) ApplyDefaults() {
 		}
 	}
 	for i := range c.Reactions {
+		setString(&c.Reactions[i].OnGap, OnGapStop)
 		if r := c.Reactions[i].Spec; r != nil {
 			r.applyDefaults()
 		}

@@ -20,6 +20,17 @@ const (
 // DefaultOffsetTable is the postgres reaction's offset table by default.
 const DefaultOffsetTable = "tributary_reaction_offsets"
 
+// Gap policies of a reaction (reactions[].onGap): what it does when a
+// query's next result is not the one after the last it applied.
+const (
+	// OnGapStop keeps the result unacknowledged and retries it in place
+	// until an operator acts (the default).
+	OnGapStop = "stop"
+	// OnGapResync resynchronises from the query's reset message when one
+	// exists; otherwise it reports that it cannot and applies the result.
+	OnGapResync = "resync"
+)
+
 // NATS reaction modes.
 const (
 	NATSModeJetStream = "jetstream"
@@ -37,6 +48,9 @@ type Reaction struct {
 	// Queries whose results the reaction consumes. Required, non-empty, no
 	// duplicates; each must name a query when the file defines queries.
 	Queries []string `yaml:"queries"`
+	// OnGap is the policy when a query's results have a gap in seq:
+	// OnGapStop (default) or OnGapResync (docs/reactions.md).
+	OnGap string `yaml:"onGap"`
 	// Spec holds the kind's keys: *LogReaction, *HTTPReaction,
 	// *PostgresReaction, *NATSReaction or *SSEReaction. Nil when the kind is missing or
 	// unknown (which Validate reports).

@@ -87,6 +87,9 @@ func (c *Config) validate(ps *problems) {
 		case r.Spec.ReactionKind() != r.Kind:
 			ps.add(join(p, "kind"), "is %q but the settings are for %q", r.Kind, r.Spec.ReactionKind())
 		}
+		if r.OnGap != "" { // "" is the default, stop
+			oneOf(ps, join(p, "onGap"), r.OnGap, OnGapStop, OnGapResync)
+		}
 		if len(r.Queries) == 0 {
 			ps.add(join(p, "queries"), "required: list the ids of the queries this reaction consumes")
 		}

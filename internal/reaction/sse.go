@@ -508,3 +508,10 @@ func (s *SSE) Bootstrap(ctx context.Context, conn *bus.Conn, stream string, subj
 	}
 	return nil
 }
+
+// AppliedSeq implements SeqKeeper: the seq of query's result set; ok is
+// false when none was applied.
+func (s *SSE) AppliedSeq(_ context.Context, query string) (uint64, bool, error) {
+	seq := s.Seq(query)
+	return seq, seq > 0, nil
+}

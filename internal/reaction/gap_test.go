@@ -1,0 +1,193 @@
+package reaction_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/tributary/tributary/internal/config"
+	"github.com/tributary/tributary/internal/reaction"
+	"github.com/tributary/tributary/internal/reaction/reactiontest"
+	"github.com/tributary/tributary/internal/testwait"
+	"github.com/tributary/tributary/pkg/change"
+)
+
+// recorder applies results by remembering their seqs; with keep it is a
+// SeqKeeper whose position a test can move, as an operator moves an
+// offset row.
+type recorder struct {
+	mu      sync.Mutex
+	applied []uint64
+	pos     map[string]uint64
+}
+
+func (r *recorder) React(_ context.Context, res *change.Result) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.applied = append(r.applied, res.Seq)
+	if r.pos != nil && res.Seq > r.pos[res.Query] {
+		r.pos[res.Query] = res.Seq
+	}
+	return nil
+}
+
+func (r *recorder) seqs() []uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]uint64(nil), r.applied...)
+}
+
+type keepingRecorder struct {
+	recorder
+	checks int // AppliedSeq calls
+}
+
+func (r *keepingRecorder) AppliedSeq(_ context.Context, q string) (uint64, bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.checks++
+	seq, ok := r.pos[q]
+	return seq, ok, nil
+}
+
+func (r *keepingRecorder) setPos(q string, seq uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.pos[q] = seq
+}
+
+// degradations records the reasons a guard reports, by cause.
+type degradations struct {
+	mu      sync.Mutex
+	reasons map[string]string
+}
+
+func (d *degradations) degrade(cause, reason string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if reason == "" {
+		delete(d.reasons, cause)
+	} else {
+		d.reasons[cause] = reason
+	}
+}
+
+func (d *degradations) get(cause string) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.reasons[cause]
+}
+
+// onGap: stop holds the result after a gap unacknowledged and retried in
+// place (nothing after it is applied), reports it once in the metric and
+// through Degrade with both seqs; when the operator moves the kind's
+// position past the gap, the held result is applied and Degraded clears.
+func TestGapStopHoldsTheResultUntilTheOperatorActs(t *testing.T) {
+	e := newBusEnv(t)
+	rec := &keepingRecorder{recorder: recorder{pos: map[string]uint64{}}}
+	reg := prometheus.NewRegistry()
+	d := &degradations{reasons: map[string]string{}}
+	g, err := reaction.GuardGaps("gaps", rec, reaction.GapOptions{Policy: config.OnGapStop, Degrade: d.degrade, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, seq := range []uint64{1, 2, 5, 6} { // 3 and 4 missing
+		e.publishResult(reactiontest.Result("q1", seq))
+	}
+	e.consume("gaps", []string{"q1"}, g)
+	testwait.Until(t, 10*time.Second, "the gap reported", func() bool { return d.get("gap q1") != "" })
+	reason := d.get("gap q1")
+	if !strings.Contains(reason, "seq 5 follows 2") || !strings.Contains(reason, "2 missing") {
+		t.Fatalf("reason %q does not name both seqs", reason)
+	}
+	// Held: retried (the consumer keeps calling), never applied, never
+	// overtaken by 6; the gap is counted once.
+	testwait.Until(t, 10*time.Second, "several retries of 5", func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return rec.checks >= 6
+	})
+	if v := testutil.ToFloat64(gaugeVec(t, reg)); v != 1 {
+		t.Fatalf("blocked gauge %v, want 1", v)
+	}
+	if got := rec.seqs(); len(got) != 2 || got[0] != 1 || got[1] != 2 {
+		t.Fatalf("applied %v, want [1 2]", got)
+	}
+	if n := counterValue(t, reg, "tributary_reaction_seq_gaps_total"); n != 1 {
+		t.Fatalf("gaps counted %v, want 1", n)
+	}
+	// The operator moves the position past the gap.
+	rec.setPos("q1", 4)
+	testwait.Until(t, 10*time.Second, "5 and 6 applied", func() bool { return len(rec.seqs()) == 4 })
+	if got := rec.seqs(); got[2] != 5 || got[3] != 6 {
+		t.Fatalf("applied %v, want [1 2 5 6]", got)
+	}
+	testwait.Until(t, 5*time.Second, "Degraded cleared", func() bool { return d.get("gap q1") == "" })
+	if v := testutil.ToFloat64(gaugeVec(t, reg)); v != 0 {
+		t.Fatalf("blocked gauge %v after the gap was resolved, want 0", v)
+	}
+}
+
+// onGap: resync without a reset message reports that it cannot and
+// applies the result; a kind without a position of its own (here, the
+// guard's memory) is checked too.
+func TestGapResyncReportsItCannotAndGoesOn(t *testing.T) {
+	e := newBusEnv(t)
+	rec := &recorder{}
+	reg := prometheus.NewRegistry()
+	d := &degradations{reasons: map[string]string{}}
+	g, err := reaction.GuardGaps("gaps", rec, reaction.GapOptions{Policy: config.OnGapResync, Degrade: d.degrade, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, seq := range []uint64{1, 2, 4, 5} {
+		e.publishResult(reactiontest.Result("q1", seq))
+	}
+	e.consume("gaps", []string{"q1"}, g)
+	testwait.Until(t, 10*time.Second, "every result applied", func() bool { return len(rec.seqs()) == 4 })
+	reason := d.get("gap q1")
+	if !strings.Contains(reason, "from seq 2 to 4") || !strings.Contains(reason, "cannot resync") {
+		t.Fatalf("reason %q", reason)
+	}
+	if n := counterValue(t, reg, "tributary_reaction_seq_gaps_total"); n != 1 {
+		t.Fatalf("gaps counted %v, want 1", n)
+	}
+	if _, err := reaction.GuardGaps("x", rec, reaction.GapOptions{Policy: "skip"}); err == nil || !strings.Contains(err.Error(), `onGap "skip"`) {
+		t.Fatalf("bad policy: %v", err)
+	}
+}
+
+func counterValue(t testing.TB, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	return 0
+}
+
+// gaugeVec is the blocked gauge of reaction gaps, query q1.
+func gaugeVec(t testing.TB, reg *prometheus.Registry) prometheus.Collector {
+	t.Helper()
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "tributary_reaction_seq_gap_blocked", Help: "1 while a query's results wait at a gap under onGap: stop, by reaction and query."}, []string{"reaction", "query"})
+	if err := reg.Register(g); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			return are.ExistingCollector.(*prometheus.GaugeVec).WithLabelValues("gaps", "q1")
+		}
+		t.Fatal(err)
+	}
+	t.Fatal("the blocked gauge was not registered")
+	return nil
+}
