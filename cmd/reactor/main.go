@@ -28,11 +28,15 @@ func build(ctx context.Context, rt *app.Runtime) ([]*lifecycle.Component, error)
 		var startReaction func(context.Context) (lifecycle.Undo, error)
 		switch spec := r.Spec.(type) {
 		case *config.LogReaction:
-			l, err := reaction.NewLog(r.ID, spec.Format, os.Stdout)
+			l, err := reaction.NewLogFromConfig(r.ID, spec, os.Stdout)
 			if err != nil {
 				return nil, err
 			}
-			react = l
+			react, startReaction = l, closeStep(func() {
+				if err := l.Close(); err != nil {
+					rt.Log.Error("closing the log reaction's file failed", "component", "reaction", "id", r.ID, "err", err)
+				}
+			})
 		case *config.HTTPReaction:
 			h, err := reaction.NewHTTP(r.ID, spec, reaction.HTTPOptions{
 				Logger: rt.Log.With("component", "reaction", "id", r.ID), Registerer: rt.Registry})
