@@ -191,3 +191,36 @@ func gaugeVec(t testing.TB, reg *prometheus.Registry) prometheus.Collector {
 	t.Fatal("the blocked gauge was not registered")
 	return nil
 }
+
+// The postgres kind's offset row is the gap check's position: a gap
+// across results (here: 3 never published) holds 4 under stop, with
+// nothing of it applied, until the operator moves the offset row past the
+// gap; then 4 and 5 are applied once, in order.
+func TestGapStopWithPostgresOffsetRow(t *testing.T) {
+	e := newBusEnv(t)
+	g := newPGTarget(t)
+	p := newPostgres(t, &config.PostgresReaction{Connection: g.dsn, Added: insertEffect})
+	d := &degradations{reasons: map[string]string{}}
+	guard, err := reaction.GuardGaps("sql", p, reaction.GapOptions{Policy: config.OnGapStop, Degrade: d.degrade})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, seq := range []uint64{1, 2, 4, 5} {
+		e.publishResult(reactiontest.Result("q1", seq))
+	}
+	e.consume("sql", []string{"q1"}, guard)
+	testwait.Until(t, 20*time.Second, "the gap reported", func() bool { return d.get("gap q1") != "" })
+	if r := d.get("gap q1"); !strings.Contains(r, "seq 4 follows 2") {
+		t.Fatalf("reason %q", r)
+	}
+	if got := g.effects(t); len(got) != 2 {
+		t.Fatalf("effects %v, want 1 and 2 only", got)
+	}
+	g.exec(`UPDATE tributary_reaction_offsets SET seq = 3 WHERE reaction = 'sql' AND query = 'q1'`)
+	testwait.Until(t, 20*time.Second, "4 and 5 applied", func() bool { return len(g.effects(t)) >= 4 })
+	got := g.effects(t)
+	if len(got) != 4 || got[2].Seq != 4 || got[3].Seq != 5 {
+		t.Fatalf("effects %v, want seqs 1 2 4 5", got)
+	}
+	testwait.Until(t, 5*time.Second, "Degraded cleared", func() bool { return d.get("gap q1") == "" })
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -77,7 +78,9 @@ func (c *Conn) DeleteDeadLetter(ctx context.Context, stream string, seq uint64) 
 		return err
 	}
 	if err := s.DeleteMsg(ctx, seq); err != nil {
-		if errors.Is(err, jetstream.ErrMsgNotFound) || isAPIError(err, errCodeMsgDeleteFailed) {
+		// The client keeps only the text of the server's answer.
+		if errors.Is(err, jetstream.ErrMsgNotFound) ||
+			errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) && strings.Contains(err.Error(), "no message found") {
 			return fmt.Errorf("deleting dead letter %d in %s: %w", seq, stream, ErrNotFound)
 		}
 		return fmt.Errorf("deleting dead letter %d in %s: %w", seq, stream, err)
@@ -107,10 +110,6 @@ func (c *Conn) PurgeDeadLetters(ctx context.Context, stream, subject string) (ui
 	}
 	return n, nil
 }
-
-// errCodeMsgDeleteFailed is the server's answer to deleting a message
-// that is not there ("no message found").
-const errCodeMsgDeleteFailed = 10057
 
 func (c *Conn) dlqStream(ctx context.Context, stream string) (jetstream.Stream, error) {
 	s, err := c.js.Stream(ctx, stream)
