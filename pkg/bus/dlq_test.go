@@ -29,9 +29,9 @@ func TestDeadLetterListGetDeletePurge(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	put("dlq.a", "first") // 1
-	put("dlq.b", "other") // 2
-	put("dlq.a", "third") // 3
+	put("dlq.a", "first")                                                              // 1
+	put("dlq.b", "other")                                                              // 2
+	put("dlq.a", "third")                                                              // 3
 	if _, err := e.js.Publish(ctx, "dlq.a", []byte("not a dead letter")); err != nil { // 4
 		t.Fatal(err)
 	}
