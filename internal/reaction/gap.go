@@ -12,6 +12,7 @@ import (
 	"github.com/tributary/tributary/internal/config"
 	"github.com/tributary/tributary/internal/logging"
 	"github.com/tributary/tributary/internal/obs"
+	"github.com/tributary/tributary/pkg/bus"
 	"github.com/tributary/tributary/pkg/change"
 )
 
@@ -59,6 +60,7 @@ type GapGuard struct {
 
 	mu      sync.Mutex
 	last    map[string]uint64 // query -> last seq applied (in memory)
+	dead    map[string]uint64 // query -> last seq that failed permanently (dead-lettered)
 	pending map[string]uint64 // query -> seq held back by a gap (stop), or reported (resync)
 }
 
@@ -82,7 +84,11 @@ type GapGuard struct {
 //     differ from the query's result until the rows involved change again.
 //
 // A result at or below the last seq (a redelivery) passes to r, which
-// skips or repeats it as its kind does.
+// skips or repeats it as its kind does. A result r fails permanently (it
+// is dead-lettered) counts as passed: the next one does not make a gap
+// (unless the reactor restarted in between and the kind's position is
+// behind it; a result that does not decode never reaches the guard, so
+// the next one is reported as a gap).
 func GuardGaps(id string, r Reaction, opts GapOptions) (*GapGuard, error) {
 	switch opts.Policy {
 	case "":
@@ -117,7 +123,7 @@ func GuardGaps(id string, r Reaction, opts GapOptions) (*GapGuard, error) {
 	g := &GapGuard{
 		id: id, r: r, policy: opts.Policy, degrade: opts.Degrade, log: opts.Logger,
 		gaps: gaps.WithLabelValues(id), blocked: blocked,
-		last: make(map[string]uint64), pending: make(map[string]uint64),
+		last: make(map[string]uint64), dead: make(map[string]uint64), pending: make(map[string]uint64),
 	}
 	g.keeper, _ = r.(SeqKeeper)
 	return g, nil
@@ -140,6 +146,13 @@ func (g *GapGuard) React(ctx context.Context, r *change.Result) error {
 		g.resolved(r.Query, r.Seq)
 	}
 	if err := g.r.React(ctx, r); err != nil {
+		if bus.IsPermanent(err) {
+			// The consumer dead-letters it and goes on: the next result
+			// follows it, it is not a gap.
+			g.mu.Lock()
+			g.dead[r.Query] = max(g.dead[r.Query], r.Seq)
+			g.mu.Unlock()
+		}
 		return err
 	}
 	g.mu.Lock()
@@ -150,17 +163,26 @@ func (g *GapGuard) React(ctx context.Context, r *change.Result) error {
 	return nil
 }
 
+// lastSeq is the seq the next result of query must follow: the last one
+// applied (the kind's position, or memory) or dead-lettered since the
+// start, whichever is later.
 func (g *GapGuard) lastSeq(ctx context.Context, query string) (uint64, bool, error) {
+	var seq uint64
+	var ok bool
 	if g.keeper != nil {
-		seq, ok, err := g.keeper.AppliedSeq(ctx, query)
-		if err != nil {
+		var err error
+		if seq, ok, err = g.keeper.AppliedSeq(ctx, query); err != nil {
 			return 0, false, fmt.Errorf("reaction %s: reading the last applied seq of %s: %w", g.id, query, err)
 		}
-		return seq, ok, nil
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	seq, ok := g.last[query]
+	if g.keeper == nil {
+		seq, ok = g.last[query]
+	}
+	if dead, isDead := g.dead[query]; isDead && (!ok || dead > seq) {
+		seq, ok = dead, true
+	}
 	return seq, ok, nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/tributary/tributary/internal/reaction"
 	"github.com/tributary/tributary/internal/reaction/reactiontest"
 	"github.com/tributary/tributary/internal/testwait"
+	"github.com/tributary/tributary/pkg/bus"
 	"github.com/tributary/tributary/pkg/change"
 )
 
@@ -25,11 +26,15 @@ type recorder struct {
 	mu      sync.Mutex
 	applied []uint64
 	pos     map[string]uint64
+	refuse  map[uint64]bool // seqs refused for good
 }
 
 func (r *recorder) React(_ context.Context, res *change.Result) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.refuse[res.Seq] {
+		return bus.Permanentf("seq %d: %w", res.Seq, reaction.ErrTargetRejected)
+	}
 	r.applied = append(r.applied, res.Seq)
 	if r.pos != nil && res.Seq > r.pos[res.Query] {
 		r.pos[res.Query] = res.Seq
@@ -223,4 +228,31 @@ func TestGapStopWithPostgresOffsetRow(t *testing.T) {
 		t.Fatalf("effects %v, want seqs 1 2 4 5", got)
 	}
 	testwait.Until(t, 5*time.Second, "Degraded cleared", func() bool { return d.get("gap q1") == "" })
+}
+
+// A result the target refuses for good is dead-lettered and the next one
+// follows it: under stop that is not a gap, even for a kind whose position
+// (here the keeper's) never saw the refused seq.
+func TestGapDeadLetteredResultIsNotAGap(t *testing.T) {
+	e := newBusEnv(t)
+	rec := &keepingRecorder{recorder: recorder{pos: map[string]uint64{}, refuse: map[uint64]bool{2: true}}}
+	d := &degradations{reasons: map[string]string{}}
+	g, err := reaction.GuardGaps("dl", rec, reaction.GapOptions{Policy: config.OnGapStop, Degrade: d.degrade})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for seq := uint64(1); seq <= 3; seq++ {
+		e.publishResult(reactiontest.Result("q1", seq))
+	}
+	e.consume("dl", []string{"q1"}, g)
+	testwait.Until(t, 10*time.Second, "1 and 3 applied", func() bool { return len(rec.seqs()) == 2 })
+	if got := rec.seqs(); got[0] != 1 || got[1] != 3 {
+		t.Fatalf("applied %v", got)
+	}
+	if dls := e.deadLetters("dl"); len(dls) != 1 || dls[0].MsgID != "q1:2" {
+		t.Fatalf("dead letters %+v", dls)
+	}
+	if r := d.get("gap q1"); r != "" {
+		t.Fatalf("reported a gap: %s", r)
+	}
 }
