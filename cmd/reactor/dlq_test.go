@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/alecthomas/kong"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/tributary/tributary/internal/config"
 	"github.com/tributary/tributary/internal/natstest"
@@ -236,5 +237,93 @@ func TestCommandLine(t *testing.T) {
 	c, cmd = parse("dlq", "redrive", "-c", "x.yaml", "--reaction", "hook", "--seq", "7", "--json")
 	if cmd != "dlq redrive" || c.DLQ.Redrive.Reaction != "hook" || c.DLQ.Redrive.Seq != 7 || !c.DLQ.Redrive.JSON {
 		t.Fatalf("dlq redrive: %q %+v", cmd, c.DLQ.Redrive)
+	}
+}
+
+// For the postgres kind, redrive applies a dead-lettered result its
+// offset row has not passed (in one transaction with the offset), and
+// reports one it has passed as skipped, keeping it.
+func TestDLQRedrivePostgresOffset(t *testing.T) {
+	ctx := t.Context()
+	ns := natstest.Start(t)
+	dsn := pg.CreateDatabase(ctx, t, "")
+	db, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close(context.Background()) })
+	if _, err := db.Exec(ctx, `CREATE TABLE t (id bigint PRIMARY KEY)`); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(t.TempDir(), "tributary.yaml")
+	yaml := "nats: {url: '" + ns.URL() + "'}\nreactions:\n  - {kind: postgres, id: sql, queries: [q1], connection: '" + dsn + "', added: 'INSERT INTO t (id) VALUES (@id)'}\n"
+	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	topo, err := streams.Default(cfg.NATS.SubjectPrefix, cfg.NATS.StreamsOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := bus.Connect(ctx, bus.ConnectOptions{URL: ns.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = conn.Close(cctx)
+	})
+	if err := conn.EnsureTopology(ctx, topo); err != nil {
+		t.Fatal(err)
+	}
+	// Two dead letters as the consumer stores them: q1:2 (the offset row
+	// will have passed it) and q1:5 (not yet).
+	subject := topo.DeadLetterSubject(topo.Results.Name, "reaction_sql")
+	p, err := conn.NewPublisher(bus.PublisherOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, seq := range []uint64{2, 5} {
+		data, _ := json.Marshal(&change.Result{Query: "q1", Seq: seq, Added: []change.Row{{"id": seq}}})
+		s := strconv.FormatUint(seq, 10)
+		if _, err := p.PublishBatch(ctx, []bus.Message{{Subject: subject, ID: "dlq." + s, Data: data, Header: map[string]string{
+			bus.HeaderDLQReason: "refused", bus.HeaderDLQSubject: topo.ResultSubject("q1"), bus.HeaderDLQSequence: s,
+			bus.HeaderDLQDeliveries: "1", bus.HeaderDLQMsgID: "q1:" + s}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.Exec(ctx, `CREATE TABLE tributary_reaction_offsets (reaction text, query text, seq bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (reaction, query));
+		INSERT INTO tributary_reaction_offsets (reaction, query, seq) VALUES ('sql', 'q1', 4)`); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	f := dlqFlags{Config: cfgPath, Reaction: "sql", JSON: true, Timeout: 30 * time.Second}
+	if err := f.run(&out, "redrive", 0); err != nil {
+		t.Fatalf("redrive: %v\n%s", err, out.String())
+	}
+	var outcomes []redriveOutcome
+	if err := json.Unmarshal(out.Bytes(), &outcomes); err != nil || len(outcomes) != 2 {
+		t.Fatalf("outcomes: %v\n%s", err, out.String())
+	}
+	if outcomes[0].Result != "q1:2" || outcomes[0].Status != "skipped" || !strings.Contains(outcomes[0].Detail, "seq 4") ||
+		outcomes[1].Result != "q1:5" || outcomes[1].Status != "redriven" {
+		t.Fatalf("outcomes %+v", outcomes)
+	}
+	var ids []int64
+	rows, _ := db.Query(ctx, `SELECT id FROM t ORDER BY id`)
+	if ids, err = pgx.CollectRows(rows, pgx.RowTo[int64]); err != nil || len(ids) != 1 || ids[0] != 5 {
+		t.Fatalf("rows %v (%v), want [5]", ids, err)
+	}
+	var offset int64
+	if err := db.QueryRow(ctx, `SELECT seq FROM tributary_reaction_offsets WHERE reaction = 'sql' AND query = 'q1'`).Scan(&offset); err != nil || offset != 5 {
+		t.Fatalf("offset %d (%v), want 5", offset, err)
+	}
+	dls, err := conn.ListDeadLetters(ctx, topo.DeadLetters.Name, subject)
+	if err != nil || len(dls) != 1 || dls[0].MsgID != "q1:2" {
+		t.Fatalf("left in the dead-letter stream: %+v %v", dls, err)
 	}
 }
