@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,6 +15,7 @@ import (
 	"github.com/tributary/tributary/internal/obs"
 	"github.com/tributary/tributary/pkg/bus"
 	"github.com/tributary/tributary/pkg/change"
+	"github.com/tributary/tributary/streams"
 )
 
 // ErrSeqGap: a query's next result is not the one after the last one the
@@ -41,9 +43,40 @@ type GapOptions struct {
 	// Degrade reports a gap to the reaction's component (cause, reason;
 	// an empty reason clears it). Optional.
 	Degrade func(cause, reason string)
+	// DeadLettered, when set, reports whether every seq from..to of query
+	// is in the reaction's dead-letter stream (DeadLetteredIn). A gap made
+	// only of dead-lettered results is then no gap: it covers a restart
+	// between a dead letter and the next result. Optional.
+	DeadLettered func(ctx context.Context, query string, from, to uint64) (bool, error)
 	// Logger and Registerer default to discarding and a private registry.
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
+}
+
+// DeadLetteredIn is GapOptions.DeadLettered over the dead-letter stream of
+// reaction id's consumer (ConsumerOptions): it lists the reaction's dead
+// letters (only when a gap is found) and looks for the results' ids.
+func DeadLetteredIn(conn *bus.Conn, topo streams.Topology, id string) func(ctx context.Context, query string, from, to uint64) (bool, error) {
+	subject := topo.DeadLetterSubject(topo.Results.Name, "reaction_"+bus.KeyToken(id))
+	return func(ctx context.Context, query string, from, to uint64) (bool, error) {
+		dls, err := conn.ListDeadLetters(ctx, topo.DeadLetters.Name, subject)
+		if err != nil {
+			return false, err
+		}
+		if to < from || to-from+1 > uint64(len(dls)) {
+			return false, nil
+		}
+		ids := make(map[string]bool, len(dls))
+		for _, d := range dls {
+			ids[d.MsgID] = true
+		}
+		for seq := from; seq <= to; seq++ {
+			if !ids[query+":"+strconv.FormatUint(seq, 10)] {
+				return false, nil
+			}
+		}
+		return true, nil
+	}
 }
 
 // GapGuard checks that each query's results reach the reaction without a
@@ -54,6 +87,7 @@ type GapGuard struct {
 	keeper  SeqKeeper // nil: seqs remembered in memory
 	policy  string
 	degrade func(cause, reason string)
+	deadIn  func(ctx context.Context, query string, from, to uint64) (bool, error)
 	log     *slog.Logger
 	gaps    prometheus.Counter
 	blocked *prometheus.GaugeVec
@@ -86,9 +120,10 @@ type GapGuard struct {
 // A result at or below the last seq (a redelivery) passes to r, which
 // skips or repeats it as its kind does. A result r fails permanently (it
 // is dead-lettered) counts as passed: the next one does not make a gap
-// (unless the reactor restarted in between and the kind's position is
-// behind it; a result that does not decode never reaches the guard, so
-// the next one is reported as a gap).
+// (after a restart in between, when the kind's position is behind it,
+// DeadLettered finds it in the dead-letter stream; a result that does not
+// decode never reaches the guard, so the next one is reported as a gap
+// unless DeadLettered finds it).
 func GuardGaps(id string, r Reaction, opts GapOptions) (*GapGuard, error) {
 	switch opts.Policy {
 	case "":
@@ -121,7 +156,7 @@ func GuardGaps(id string, r Reaction, opts GapOptions) (*GapGuard, error) {
 		return nil, fmt.Errorf("reaction %s: %w", id, err)
 	}
 	g := &GapGuard{
-		id: id, r: r, policy: opts.Policy, degrade: opts.Degrade, log: opts.Logger,
+		id: id, r: r, policy: opts.Policy, degrade: opts.Degrade, deadIn: opts.DeadLettered, log: opts.Logger,
 		gaps: gaps.WithLabelValues(id), blocked: blocked,
 		last: make(map[string]uint64), dead: make(map[string]uint64), pending: make(map[string]uint64),
 	}
@@ -137,6 +172,19 @@ func (g *GapGuard) React(ctx context.Context, r *change.Result) error {
 	last, known, err := g.lastSeq(ctx, r.Query)
 	if err != nil {
 		return err
+	}
+	if known && r.Seq > last+1 && g.deadIn != nil {
+		dead, err := g.deadIn(ctx, r.Query, last+1, r.Seq-1)
+		if err != nil {
+			return fmt.Errorf("reaction %s: looking for the results before %s in the dead-letter stream: %w", g.id, IdempotencyKey(r), err)
+		}
+		if dead {
+			g.log.Info("results missing before this one are dead letters: not a gap", "query", r.Query, "last_seq", last, "seq", r.Seq)
+			g.mu.Lock()
+			g.dead[r.Query] = max(g.dead[r.Query], r.Seq-1)
+			g.mu.Unlock()
+			last = r.Seq - 1
+		}
 	}
 	if known && r.Seq > last+1 {
 		if err := g.gap(r, last); err != nil {
