@@ -141,7 +141,7 @@ func build(ctx context.Context, rt *app.Runtime) ([]*lifecycle.Component, error)
 		guarded, err := reaction.GuardGaps(r.ID, t.react, reaction.GapOptions{
 			Policy: r.OnGap, Degrade: comp.Degrade, Registerer: rt.Registry,
 			DeadLettered: reaction.DeadLetteredIn(rt.Bus, rt.Topology, r.ID),
-			Logger: rt.Log.With("component", "reaction", "id", r.ID)})
+			Logger:       rt.Log.With("component", "reaction", "id", r.ID)})
 		if err != nil {
 			return nil, err
 		}
