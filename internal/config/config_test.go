@@ -261,6 +261,8 @@ func TestMinimalSectionsAreValid(t *testing.T) {
 		"postgres react": "reactions:\n  - {kind: postgres, id: r, queries: [q], connection: 'postgres://u@h/db', deleted: DELETE FROM t}\n",
 		"http no routes": "reactions:\n  - {kind: http, id: r, queries: [q], baseUrl: 'https://h/x', headers: {Authorization: Bearer x}}\n",
 		"http full":      "reactions:\n  - {kind: http, id: r, queries: [q], baseUrl: 'https://h', perRow: true, tls: {ca: ca.pem, cert: c.pem, key: k.pem}, routes: {q: {updated: {path: /u, method: PUT, headers: {X-A: b}, body: '{{json .after}}'}}}}\n",
+		"log templates":  "reactions:\n  - {kind: log, id: r, queries: [q], templates: {deleted: '{{.before.id}}'}, file: /tmp/x.log, sync: none}\n",
+		"onGap resync":   "reactions:\n  - {kind: log, id: r, queries: [q], onGap: resync}\n",
 		"nats":           "reactions:\n  - {kind: nats, id: r, queries: [q], subject: 'out.{{.query}}', perRow: true, mode: core}\n",
 		"postgres table": "reactions:\n  - {kind: postgres, id: r, queries: [q], connection: 'host=h', added: x, offsetTable: ops.offsets}\n",
 	} {
@@ -384,6 +386,10 @@ func TestProblems(t *testing.T) {
 		{"join key property", "queries:\n  - {id: q, sources: [{sourceId: s}], query: x, joins: [{id: R, keys: [{label: a, property: b}, {label: c}]}]}\n", "queries[0].joins[0].keys[1].property", "required"},
 		{"parameter name", "queries:\n  - {id: q, sources: [{sourceId: s}], query: x, parameters: {'a-b': 1}}\n", "queries[0].parameters.a-b", "parameter name"},
 		{"query text", "queries:\n  - {id: q, sources: [{sourceId: s}], query: '  '}\n", "queries[0].query", "required"},
+		{"log template", "reactions:\n  - {kind: log, id: r, queries: [q], templates: {added: '{{.after'}}\n", "reactions[0].templates.added", "not a valid Go template"},
+		{"log sync without file", "reactions:\n  - {kind: log, id: r, queries: [q], sync: none}\n", "reactions[0].sync", "only allowed with file"},
+		{"log sync", "reactions:\n  - {kind: log, id: r, queries: [q], file: x.log, sync: sometimes}\n", "reactions[0].sync", `"sometimes" is not one of always, none`},
+		{"reaction onGap", "reactions:\n  - {kind: log, id: r, queries: [q], onGap: skip}\n", "reactions[0].onGap", `"skip" is not one of stop, resync`},
 		// reactions.
 		{"reaction kind unknown", "reactions:\n  - {kind: kafka, id: r, queries: [q], topic: t}\n", "reactions[0].kind", `unknown reaction kind "kafka" (want one of http, log, nats, postgres, sse)`},
 		{"reaction kind missing", "reactions:\n  - {id: r, queries: [q]}\n", "reactions[0].kind", "required"},

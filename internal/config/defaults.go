@@ -23,6 +23,7 @@ func (c *Config) ApplyDefaults() {
 		}
 	}
 	for i := range c.Reactions {
+		setString(&c.Reactions[i].OnGap, OnGapStop)
 		if r := c.Reactions[i].Spec; r != nil {
 			r.applyDefaults()
 		}
@@ -100,7 +101,12 @@ func (r *RetryConfig) applyDefaults() {
 	setInt(&r.MaxDeliver, 20)
 }
 
-func (l *LogReaction) applyDefaults() { setString(&l.Format, "json") }
+func (l *LogReaction) applyDefaults() {
+	setString(&l.Format, "json")
+	if l.File != "" {
+		setString(&l.Sync, LogSyncAlways)
+	}
+}
 
 func (h *HTTPReaction) applyDefaults() {
 	setDuration(&h.Timeout, 10*time.Second)

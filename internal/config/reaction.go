@@ -20,6 +20,17 @@ const (
 // DefaultOffsetTable is the postgres reaction's offset table by default.
 const DefaultOffsetTable = "tributary_reaction_offsets"
 
+// Gap policies of a reaction (reactions[].onGap): what it does when a
+// query's next result is not the one after the last it applied.
+const (
+	// OnGapStop keeps the result unacknowledged and retries it in place
+	// until an operator acts (the default).
+	OnGapStop = "stop"
+	// OnGapResync resynchronises from the query's reset message when one
+	// exists; otherwise it reports that it cannot and applies the result.
+	OnGapResync = "resync"
+)
+
 // NATS reaction modes.
 const (
 	NATSModeJetStream = "jetstream"
@@ -37,6 +48,9 @@ type Reaction struct {
 	// Queries whose results the reaction consumes. Required, non-empty, no
 	// duplicates; each must name a query when the file defines queries.
 	Queries []string `yaml:"queries"`
+	// OnGap is the policy when a query's results have a gap in seq:
+	// OnGapStop (default) or OnGapResync (docs/reactions.md).
+	OnGap string `yaml:"onGap"`
 	// Spec holds the kind's keys: *LogReaction, *HTTPReaction,
 	// *PostgresReaction, *NATSReaction or *SSEReaction. Nil when the kind is missing or
 	// unknown (which Validate reports).
@@ -45,9 +59,34 @@ type Reaction struct {
 
 // LogReaction is a reaction of kind log: it writes every result to the log.
 type LogReaction struct {
-	// Format is "json" (default) or "text".
+	// Format is "json" (default) or "text": the line(s) of a result
+	// message when Templates is empty.
 	Format string `yaml:"format"`
+	// Templates, when any is set, replace Format: one line per row change
+	// of a kind that has a template (a Go template over the row change,
+	// as http bodies); row changes of the other kinds write nothing.
+	Templates LogTemplates `yaml:"templates"`
+	// File, when set, is the file the lines are appended to (created if
+	// missing) instead of standard output.
+	File string `yaml:"file"`
+	// Sync is "always" (default: the file is fsynced after each result,
+	// before the result is acknowledged) or "none" (left to the OS: a
+	// machine crash may lose acknowledged lines). Only with File.
+	Sync string `yaml:"sync"`
 }
+
+// LogTemplates are the log reaction's line templates per change kind.
+type LogTemplates struct {
+	Added   string `yaml:"added"`
+	Updated string `yaml:"updated"`
+	Deleted string `yaml:"deleted"`
+}
+
+// Log sync policies.
+const (
+	LogSyncAlways = "always"
+	LogSyncNone   = "none"
+)
 
 // ReactionKind implements ReactionSpec.
 func (*LogReaction) ReactionKind() string { return ReactionLog }

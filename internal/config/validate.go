@@ -87,6 +87,9 @@ func (c *Config) validate(ps *problems) {
 		case r.Spec.ReactionKind() != r.Kind:
 			ps.add(join(p, "kind"), "is %q but the settings are for %q", r.Kind, r.Spec.ReactionKind())
 		}
+		if r.OnGap != "" { // "" is the default, stop
+			oneOf(ps, join(p, "onGap"), r.OnGap, OnGapStop, OnGapResync)
+		}
 		if len(r.Queries) == 0 {
 			ps.add(join(p, "queries"), "required: list the ids of the queries this reaction consumes")
 		}
@@ -454,6 +457,20 @@ func (q *Query) validate(ps *problems, path string, ids, sourceIDs map[string]bo
 
 func (l *LogReaction) validate(ps *problems, path string, _ *Reaction) {
 	oneOf(ps, join(path, "format"), l.Format, "json", "text")
+	for _, t := range []struct{ key, text string }{{"added", l.Templates.Added}, {"updated", l.Templates.Updated}, {"deleted", l.Templates.Deleted}} {
+		if t.text == "" {
+			continue
+		}
+		if _, err := ParseRowTemplate(t.text); err != nil {
+			ps.add(join(join(path, "templates"), t.key), "%v", err)
+		}
+	}
+	switch {
+	case l.File == "" && l.Sync != "":
+		ps.add(join(path, "sync"), "only allowed with file")
+	case l.Sync != "": // "" is the default, always
+		oneOf(ps, join(path, "sync"), l.Sync, LogSyncAlways, LogSyncNone)
+	}
 }
 
 func (r *RetryConfig) validate(ps *problems, path string) {

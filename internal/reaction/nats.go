@@ -11,9 +11,6 @@ import (
 	"text/template"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/tributary/tributary/internal/config"
 	"github.com/tributary/tributary/internal/logging"
 	"github.com/tributary/tributary/pkg/bus"
@@ -42,24 +39,29 @@ type NATSOptions struct {
 // window; in core mode a publish is done once the server has it (a flush),
 // and a repeat is delivered again.
 //
+// It publishes through pkg/bus (Conn.PublishMsg, one message at a time
+// with its PubAck, so the target stream need not allow atomic batches;
+// Conn.PublishCore in core mode).
+//
 // Errors: a message the server refuses for good (larger than the stream's
-// or the server's limit) wraps ErrTargetRejected, a subject the template
-// cannot render validly wraps ErrBadResult (both permanent); no stream for
-// the subject, a timeout or a lost connection wrap ErrTargetUnavailable
-// (retried).
+// or the server's limit; bus.ErrRejected, bus.ErrInvalidMessage) wraps
+// ErrTargetRejected, a subject the template cannot render validly wraps
+// ErrBadResult (both permanent); no stream for the subject
+// (bus.ErrNoStream), a timeout, a lost or closed connection wrap
+// ErrTargetUnavailable (retried).
 type NATS struct {
 	id      string
-	nc      *nats.Conn
-	js      jetstream.JetStream // nil in core mode
+	conn    *bus.Conn
+	core    bool
 	subject *template.Template
 	perRow  bool
 	timeout time.Duration
 	log     *slog.Logger
 }
 
-// NewNATS builds the nats reaction id publishing on nc, which the caller
+// NewNATS builds the nats reaction id publishing on conn, which the caller
 // owns and closes.
-func NewNATS(id string, spec *config.NATSReaction, nc *nats.Conn, opts NATSOptions) (*NATS, error) {
+func NewNATS(id string, spec *config.NATSReaction, conn *bus.Conn, opts NATSOptions) (*NATS, error) {
 	if opts.Logger == nil {
 		opts.Logger = logging.Discard()
 	}
@@ -67,16 +69,14 @@ func NewNATS(id string, spec *config.NATSReaction, nc *nats.Conn, opts NATSOptio
 	if err != nil {
 		return nil, fmt.Errorf("nats reaction %s: subject: %w", id, err)
 	}
-	n := &NATS{id: id, nc: nc, subject: subj, perRow: spec.PerRow, timeout: spec.Timeout.D(), log: opts.Logger}
+	n := &NATS{id: id, conn: conn, subject: subj, perRow: spec.PerRow, timeout: spec.Timeout.D(), log: opts.Logger}
 	if n.timeout <= 0 {
 		n.timeout = 10 * time.Second
 	}
 	switch spec.Mode {
 	case config.NATSModeJetStream, "":
-		if n.js, err = jetstream.New(nc); err != nil {
-			return nil, fmt.Errorf("nats reaction %s: %w", id, err)
-		}
 	case config.NATSModeCore:
+		n.core = true
 	default:
 		return nil, fmt.Errorf("nats reaction %s: mode %q is not jetstream or core", id, spec.Mode)
 	}
@@ -94,39 +94,55 @@ func (n *NATS) React(ctx context.Context, r *change.Result) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.timeout)
 	defer cancel()
-	for _, m := range msgs {
-		if err := n.publish(ctx, m); err != nil {
-			return err
-		}
+	if n.core {
+		err := n.conn.PublishCore(ctx, msgs...)
+		return n.targetErr(fmt.Sprintf("nats reaction %s, publishing %s", n.id, IdempotencyKey(r)), err)
 	}
-	if n.js == nil {
-		if err := n.nc.FlushWithContext(ctx); err != nil {
-			return fmt.Errorf("nats reaction %s, result %s: %w: flush: %v", n.id, IdempotencyKey(r), ErrTargetUnavailable, err)
+	// One message at a time, each waiting for its PubAck: the target
+	// stream need not allow atomic batches, and a message is never stored
+	// before the one ahead of it.
+	for _, m := range msgs {
+		if _, err := n.conn.PublishMsg(ctx, m); err != nil {
+			return n.targetErr(fmt.Sprintf("nats reaction %s, publishing %s to %s", n.id, m.ID, m.Subject), err)
 		}
 	}
 	return nil
 }
 
-func (n *NATS) messages(r *change.Result) ([]*nats.Msg, error) {
-	newMsg := func(rc *RowChange, key string, v any) (*nats.Msg, error) {
+// targetErr maps a bus publish error to the reaction's sentinels: a
+// message the server or the client refuses for good is permanent
+// (ErrTargetRejected); anything else is retried (ErrTargetUnavailable).
+func (n *NATS) targetErr(what string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, bus.ErrInvalidMessage), errors.Is(err, bus.ErrRejected):
+		return bus.Permanent(fmt.Errorf("%s: %w: %w", what, ErrTargetRejected, err))
+	}
+	// bus.ErrNoStream, ErrUnavailable, ErrClosed: a stream may be created,
+	// the server may come back.
+	return fmt.Errorf("%s: %w: %w", what, ErrTargetUnavailable, err)
+}
+
+func (n *NATS) messages(r *change.Result) ([]bus.Message, error) {
+	newMsg := func(rc *RowChange, key string, v any) (bus.Message, error) {
 		var subj strings.Builder
 		if err := n.subject.Execute(&subj, map[string]any{"query": bus.Token(rc.Query), "seq": rc.Seq, "op": string(rc.Op)}); err != nil {
-			return nil, fmt.Errorf("%w: subject of %s: %v", ErrBadResult, key, err)
+			return bus.Message{}, fmt.Errorf("%w: subject of %s: %v", ErrBadResult, key, err)
 		}
 		if !validPublishSubject(subj.String()) {
-			return nil, fmt.Errorf("%w: subject of %s: %q is not a literal NATS subject", ErrBadResult, key, subj.String())
+			return bus.Message{}, fmt.Errorf("%w: subject of %s: %q is not a literal NATS subject", ErrBadResult, key, subj.String())
 		}
 		data, err := json.Marshal(v)
 		if err != nil {
-			return nil, fmt.Errorf("%w: encoding %s: %v", ErrBadResult, key, err)
+			return bus.Message{}, fmt.Errorf("%w: encoding %s: %v", ErrBadResult, key, err)
 		}
-		m := nats.NewMsg(subj.String())
-		m.Data = data
-		m.Header.Set(jetstream.MsgIDHeader, key)
-		m.Header.Set(HeaderQuery, rc.Query)
-		m.Header.Set(HeaderSeq, strconv.FormatUint(rc.Seq, 10))
+		m := bus.Message{Subject: subj.String(), ID: key, Data: data, Header: map[string]string{
+			HeaderQuery: rc.Query,
+			HeaderSeq:   strconv.FormatUint(rc.Seq, 10),
+		}}
 		if rc.Op != "" {
-			m.Header.Set(HeaderOp, string(rc.Op))
+			m.Header[HeaderOp] = string(rc.Op)
 		}
 		return m, nil
 	}
@@ -135,9 +151,9 @@ func (n *NATS) messages(r *change.Result) ([]*nats.Msg, error) {
 		if err != nil {
 			return nil, err
 		}
-		return []*nats.Msg{m}, nil
+		return []bus.Message{m}, nil
 	}
-	var out []*nats.Msg
+	var out []bus.Message
 	for _, rc := range RowChanges(r) {
 		m, err := newMsg(&rc, rc.Key(), rc)
 		if err != nil {
@@ -159,29 +175,4 @@ func validPublishSubject(s string) bool {
 		}
 	}
 	return true
-}
-
-func (n *NATS) publish(ctx context.Context, m *nats.Msg) error {
-	key := m.Header.Get(jetstream.MsgIDHeader)
-	what := fmt.Sprintf("nats reaction %s, publishing %s to %s", n.id, key, m.Subject)
-	var err error
-	if n.js != nil {
-		_, err = n.js.PublishMsg(ctx, m)
-	} else {
-		err = n.nc.PublishMsg(m)
-	}
-	if err == nil {
-		return nil
-	}
-	var apiErr *jetstream.APIError
-	switch {
-	case errors.Is(err, nats.ErrMaxPayload), errors.Is(err, nats.ErrBadSubject),
-		errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum:
-		return bus.Permanent(fmt.Errorf("%s: %w: %v", what, ErrTargetRejected, err))
-	case errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, nats.ErrNoResponders):
-		return fmt.Errorf("%s: %w: no stream captures the subject: %v", what, ErrTargetUnavailable, err)
-	case ctx.Err() != nil:
-		return fmt.Errorf("%s: %w: %w", what, ErrTargetUnavailable, ctx.Err())
-	}
-	return fmt.Errorf("%s: %w: %v", what, ErrTargetUnavailable, err)
 }

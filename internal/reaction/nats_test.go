@@ -20,18 +20,33 @@ import (
 	"github.com/tributary/tributary/pkg/change"
 )
 
-func newNATSReaction(t testing.TB, spec *config.NATSReaction, nc *nats.Conn) *reaction.NATS {
+func newNATSReaction(t testing.TB, spec *config.NATSReaction, conn *bus.Conn) *reaction.NATS {
 	t.Helper()
 	c := config.Config{Reactions: []config.Reaction{{Kind: config.ReactionNATS, ID: "out", Queries: reactiontest.Queries, Spec: spec}}}
 	c.ApplyDefaults()
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	n, err := reaction.NewNATS("out", spec, nc, reaction.NATSOptions{})
+	n, err := reaction.NewNATS("out", spec, conn, reaction.NATSOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// busConn is a bus connection to url, closed at cleanup.
+func busConn(t testing.TB, url string) *bus.Conn {
+	t.Helper()
+	c, err := bus.Connect(t.Context(), bus.ConnectOptions{URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = c.Close(ctx)
+	})
+	return c
 }
 
 func natsClient(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
@@ -80,7 +95,9 @@ var outStream = jetstream.StreamConfig{Name: "OUT", Subjects: []string{"out.>"},
 func TestNATSJetStreamConformance(t *testing.T) {
 	reactiontest.Run(t, reactiontest.Kind{ExactlyOnce: true, New: func(t *testing.T) *reactiontest.Target {
 		ns := natstest.Start(t)
-		nc, js := natsClient(t, ns.URL())
+		_, js := natsClient(t, ns.URL())
+		// outStream does not allow atomic publish: the reaction must not
+		// need it.
 		if _, err := js.CreateStream(t.Context(), outStream); err != nil {
 			t.Fatal(err)
 		}
@@ -92,7 +109,7 @@ func TestNATSJetStreamConformance(t *testing.T) {
 			}
 		}
 		return &reactiontest.Target{
-			Reaction: newNATSReaction(t, &config.NATSReaction{Subject: "out.{{.query}}"}, nc),
+			Reaction: newNATSReaction(t, &config.NATSReaction{Subject: "out.{{.query}}"}, busConn(t, ns.URL())),
 			Effects:  func(t testing.TB) []reactiontest.Effect { return streamEffects(t, js, "OUT") },
 			// The stream refuses messages above its size limit for good.
 			BreakPermanent: func(t testing.TB) func() {
@@ -155,7 +172,7 @@ func (s *subscriber) all() []*nats.Msg {
 func TestNATSCoreConformance(t *testing.T) {
 	reactiontest.Run(t, reactiontest.Kind{New: func(t *testing.T) *reactiontest.Target {
 		ns := natstest.Start(t)
-		pubConn, _ := natsClient(t, ns.URL())
+		pubConn := busConn(t, ns.URL())
 		subConn, _ := natsClient(t, ns.URL())
 		s := subscribe(t, subConn, "live.>")
 		return &reactiontest.Target{
@@ -171,7 +188,8 @@ func TestNATSPerRow(t *testing.T) {
 	ns := natstest.Start(t)
 	nc, _ := natsClient(t, ns.URL())
 	s := subscribe(t, nc, "rows.>")
-	n := newNATSReaction(t, &config.NATSReaction{Subject: "rows.{{.query}}.{{.op}}", Mode: config.NATSModeCore, PerRow: true}, nc)
+	conn := busConn(t, ns.URL())
+	n := newNATSReaction(t, &config.NATSReaction{Subject: "rows.{{.query}}.{{.op}}", Mode: config.NATSModeCore, PerRow: true}, conn)
 	r := &change.Result{Query: "q1", Seq: 7, TsMs: 99,
 		Added:   []change.Row{{"id": 1}},
 		Updated: []change.RowUpdate{{Before: change.Row{"id": 2, "v": 1}, After: change.Row{"id": 2, "v": 2}}},
@@ -197,7 +215,7 @@ func TestNATSPerRow(t *testing.T) {
 		}
 	}
 	// The whole-message mode sends the result as JSON.
-	whole := newNATSReaction(t, &config.NATSReaction{Subject: "rows.{{.query}}.all", Mode: config.NATSModeCore}, nc)
+	whole := newNATSReaction(t, &config.NATSReaction{Subject: "rows.{{.query}}.all", Mode: config.NATSModeCore}, conn)
 	if err := whole.React(t.Context(), r); err != nil {
 		t.Fatal(err)
 	}
@@ -212,14 +230,16 @@ func TestNATSPerRow(t *testing.T) {
 // retryable.
 func TestNATSErrors(t *testing.T) {
 	ns := natstest.Start(t)
-	nc, _ := natsClient(t, ns.URL())
-	bad := newNATSReaction(t, &config.NATSReaction{Subject: "out.{{.op}}", Mode: config.NATSModeCore}, nc)
+	conn := busConn(t, ns.URL())
+	bad := newNATSReaction(t, &config.NATSReaction{Subject: "out.{{.op}}", Mode: config.NATSModeCore}, conn)
 	err := bad.React(t.Context(), reactiontest.Result("q1", 1)) // no op per message: "out."
 	if !bus.IsPermanent(err) || !errors.Is(err, reaction.ErrBadResult) {
 		t.Fatalf("invalid subject: %v, want permanent ErrBadResult", err)
 	}
-	n := newNATSReaction(t, &config.NATSReaction{Subject: "out.{{.query}}"}, nc)
-	nc.Close()
+	n := newNATSReaction(t, &config.NATSReaction{Subject: "out.{{.query}}"}, conn)
+	if err := conn.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 	err = n.React(t.Context(), reactiontest.Result("q1", 1))
 	if err == nil || bus.IsPermanent(err) || !errors.Is(err, reaction.ErrTargetUnavailable) {
 		t.Fatalf("closed connection: %v, want retryable ErrTargetUnavailable", err)

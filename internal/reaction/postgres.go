@@ -442,3 +442,22 @@ func retryableSQLState(code string) bool {
 	}
 	return code == "55P03" || code == "55006"
 }
+
+// AppliedSeq implements SeqKeeper: the seq of the offset row (reaction,
+// query); ok is false when there is none. Errors wrap ErrTargetUnavailable.
+func (p *Postgres) AppliedSeq(ctx context.Context, query string) (uint64, bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	if err := p.ensureOffsetTable(ctx); err != nil {
+		return 0, false, fmt.Errorf("postgres reaction %s: creating the offset table %s: %w: %v", p.id, p.table, ErrTargetUnavailable, err)
+	}
+	var seq int64
+	err := p.pool.QueryRow(ctx, `SELECT seq FROM `+p.table+` WHERE reaction = $1 AND query = $2`, p.id, query).Scan(&seq)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("postgres reaction %s: reading the offset row of %s: %w: %v", p.id, query, ErrTargetUnavailable, err)
+	}
+	return uint64(seq), true, nil
+}

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"sync"
+	"text/template"
 	"time"
 
 	"github.com/tributary/tributary/internal/config"
@@ -111,16 +113,75 @@ func DecodeResult(data []byte) (*change.Result, error) {
 	return &r, nil
 }
 
-// Log writes every result as one JSON line. Redelivered results are written
-// again (a log is at-least-once); every line carries the query and seq, so
-// a reader can drop repeats.
+// Log writes every result as one JSON line, a text summary, or one line
+// per row change rendered by a template of its change kind. Redelivered
+// results are written again (a log is at-least-once); the default lines
+// carry the query and seq, so a reader can drop repeats.
+//
+// A result's lines are written with one Write. With a file (NewLogFromConfig)
+// they are appended, and with sync always the file is fsynced before React
+// returns: a result is acknowledged only once its lines are on disk.
+//
+// Errors: a template that fails on a row, or a row JSON cannot encode, is
+// permanent (ErrBadResult); a failed write or fsync is retried
+// (ErrTargetUnavailable; the retry may repeat lines written before the
+// failure).
 type Log struct {
 	ID string
 	// Text writes a human-readable summary line before the JSON rows
 	// instead of one JSON object per line.
-	Text bool
-	mu   sync.Mutex
-	w    io.Writer
+	Text      bool
+	templates map[Op]*template.Template
+	file      *os.File // nil: w is not the reaction's
+	sync      bool
+	mu        sync.Mutex
+	w         io.Writer
+}
+
+// NewLogFromConfig builds the log reaction id from its (validated,
+// defaulted) config: it writes to stdout, or appends to spec.File (opened
+// here, created with mode 0644 when missing; Close closes it).
+func NewLogFromConfig(id string, spec *config.LogReaction, stdout io.Writer) (*Log, error) {
+	l, err := NewLog(id, spec.Format, stdout)
+	if err != nil {
+		return nil, err
+	}
+	for op, text := range map[Op]string{OpCreate: spec.Templates.Added, OpUpdate: spec.Templates.Updated, OpDelete: spec.Templates.Deleted} {
+		if text == "" {
+			continue
+		}
+		t, err := config.ParseRowTemplate(text)
+		if err != nil {
+			return nil, fmt.Errorf("log reaction %s: template of %s: %w", id, op, err)
+		}
+		if l.templates == nil {
+			l.templates = make(map[Op]*template.Template)
+		}
+		l.templates[op] = t
+	}
+	if spec.File != "" {
+		f, err := os.OpenFile(spec.File, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		if err != nil {
+			return nil, fmt.Errorf("log reaction %s: opening %s: %w", id, spec.File, err)
+		}
+		l.file, l.w = f, f
+		l.sync = spec.Sync != config.LogSyncNone
+	}
+	return l, nil
+}
+
+// Close closes the reaction's file, if it has one. Call it after the
+// consumer stopped.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.file == nil {
+		return nil
+	}
+	err := l.file.Close()
+	l.file = nil
+	l.w = io.Discard
+	return err
 }
 
 // NewLog returns a log reaction writing to w in format "json" or "text".
@@ -146,7 +207,15 @@ func (l *Log) React(ctx context.Context, r *change.Result) error {
 	}
 	var line []byte
 	var err error
-	if l.Text {
+	if l.templates != nil {
+		line, err = l.templateLines(r)
+		if err != nil {
+			return bus.Permanent(fmt.Errorf("log reaction %s: %w", l.ID, err))
+		}
+		if len(line) == 0 {
+			return nil
+		}
+	} else if l.Text {
 		line, err = textLine(l.ID, r)
 	} else {
 		line, err = json.Marshal(logLine{Reaction: l.ID, Result: r})
@@ -158,9 +227,33 @@ func (l *Log) React(ctx context.Context, r *change.Result) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if _, err := l.w.Write(line); err != nil {
-		return fmt.Errorf("writing result %s/%d: %w", r.Query, r.Seq, err)
+		return fmt.Errorf("writing result %s/%d: %w: %w", r.Query, r.Seq, ErrTargetUnavailable, err)
+	}
+	if l.sync && l.file != nil {
+		if err := l.file.Sync(); err != nil {
+			return fmt.Errorf("syncing result %s/%d to %s: %w: %w", r.Query, r.Seq, l.file.Name(), ErrTargetUnavailable, err)
+		}
 	}
 	return nil
+}
+
+// templateLines renders one line per row change of a templated kind.
+func (l *Log) templateLines(r *change.Result) ([]byte, error) {
+	var b bytes.Buffer
+	for _, rc := range RowChanges(r) {
+		t := l.templates[rc.Op]
+		if t == nil {
+			continue
+		}
+		n := b.Len()
+		if err := t.Execute(&b, rc.templateData()); err != nil {
+			return nil, fmt.Errorf("%w: template of %s for %s: %v", ErrBadResult, rc.Op, rc.Key(), err)
+		}
+		if b.Len() == n || b.Bytes()[b.Len()-1] != '\n' {
+			b.WriteByte('\n')
+		}
+	}
+	return b.Bytes(), nil
 }
 
 func textLine(id string, r *change.Result) ([]byte, error) {

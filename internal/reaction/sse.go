@@ -16,7 +16,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tributary/tributary/internal/config"
@@ -467,50 +466,52 @@ func (s *SSE) Seq(query string) uint64 {
 }
 
 // Bootstrap rebuilds the result sets from the results history before the
-// consumer starts: for each query it reads every stored result message on
-// subject(query) of stream, up to the last one stored now, and applies it.
-// The consumer then skips what Bootstrap applied (seq not above the set's).
-// A history that retention shortened leaves a gap, logged by React.
-func (s *SSE) Bootstrap(ctx context.Context, js jetstream.JetStream, stream string, subject func(query string) string) error {
-	st, err := js.Stream(ctx, stream)
-	if err != nil {
-		return fmt.Errorf("sse reaction %s: bootstrap: stream %s: %w", s.id, stream, err)
-	}
+// consumer starts: it replays (bus.Conn.Replay) every result message of
+// its queries stored in stream on subject(query), up to the last one
+// stored now, and applies them. The consumer then skips what Bootstrap
+// applied (seq not above the set's). A history that retention shortened
+// leaves a gap, which React reports.
+func (s *SSE) Bootstrap(ctx context.Context, conn *bus.Conn, stream string, subject func(query string) string) error {
+	filters := make([]string, 0, len(s.queries))
+	byFilter := make(map[string]string, len(s.queries))
 	for _, q := range s.queries {
-		subj := subject(q)
-		last, err := st.GetLastMsgForSubject(ctx, subj)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
+		f := subject(q)
+		if _, dup := byFilter[f]; dup {
 			continue
 		}
+		byFilter[f] = q
+		filters = append(filters, f)
+	}
+	if len(filters) == 0 {
+		return nil
+	}
+	counts := make(map[string]int, len(s.queries))
+	_, err := conn.Replay(ctx, bus.ReplayOptions{Stream: stream, FilterSubjects: filters}, func(d *bus.Delivery) error {
+		res, err := DecodeResult(d.Data)
 		if err != nil {
-			return fmt.Errorf("sse reaction %s: bootstrap of %s: last message on %s: %w", s.id, q, subj, err)
+			s.log.Warn("bootstrap: skipping a result that does not decode", "subject", d.Subject, "stream_seq", d.StreamSeq, "err", err)
+			return nil
 		}
-		cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subj}})
-		if err != nil {
-			return fmt.Errorf("sse reaction %s: bootstrap of %s: %w", s.id, q, err)
+		if err := s.React(ctx, res); err != nil {
+			s.log.Warn("bootstrap: skipping a result that cannot be applied", "query", res.Query, "stream_seq", d.StreamSeq, "err", err)
 		}
-		n := 0
-		for {
-			msg, err := cons.Next(jetstream.FetchContext(ctx))
-			if err != nil {
-				return fmt.Errorf("sse reaction %s: bootstrap of %s after %d results: %w", s.id, q, n, err)
-			}
-			md, err := msg.Metadata()
-			if err != nil {
-				return fmt.Errorf("sse reaction %s: bootstrap of %s: %w", s.id, q, err)
-			}
-			res, err := DecodeResult(msg.Data())
-			if err != nil {
-				s.log.Warn("bootstrap: skipping a result that does not decode", "query", q, "stream_seq", md.Sequence.Stream, "err", err)
-			} else if err := s.React(ctx, res); err != nil {
-				s.log.Warn("bootstrap: skipping a result that cannot be applied", "query", q, "stream_seq", md.Sequence.Stream, "err", err)
-			}
-			n++
-			if md.Sequence.Stream >= last.Sequence {
-				break
-			}
+		counts[res.Query]++
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("sse reaction %s: bootstrap from %s: %w", s.id, stream, err)
+	}
+	for _, q := range s.queries {
+		if counts[q] > 0 {
+			s.log.Info("result set rebuilt from the results history", "query", q, "results", counts[q], "seq", s.Seq(q))
 		}
-		s.log.Info("result set rebuilt from the results history", "query", q, "results", n, "seq", s.Seq(q))
 	}
 	return nil
+}
+
+// AppliedSeq implements SeqKeeper: the seq of query's result set; ok is
+// false when none was applied.
+func (s *SSE) AppliedSeq(_ context.Context, query string) (uint64, bool, error) {
+	seq := s.Seq(query)
+	return seq, seq > 0, nil
 }

@@ -264,7 +264,7 @@ func TestSSEBootstrapFromResultsHistory(t *testing.T) {
 	}
 	e.publishResult(reactiontest.Result("q2", 1))
 	s := newSSE(t, []string{"q1", "q2", "q3"})
-	if err := s.Bootstrap(t.Context(), e.js, e.topo.Results.Name, func(q string) string { return e.topo.ResultSubject(bus.Token(q)) }); err != nil {
+	if err := s.Bootstrap(t.Context(), e.conn, e.topo.Results.Name, func(q string) string { return e.topo.ResultSubject(bus.Token(q)) }); err != nil {
 		t.Fatal(err)
 	}
 	if s.Seq("q1") != 5 || s.Seq("q2") != 1 || s.Seq("q3") != 0 {
