@@ -118,15 +118,11 @@ func (e *env) message(c *change.Envelope) (bus.Message, error) {
 }
 
 // publish stores msgs in atomic batches of the bus's largest size, one at a
-// time, and returns the stream sequence of the last. sent, when not nil, is
-// called before each batch with the index of its first message.
-func (e *env) publish(ctx context.Context, msgs []bus.Message, sent func(first int)) (uint64, error) {
+// time, and returns the stream sequence of the last.
+func (e *env) publish(ctx context.Context, msgs []bus.Message) (uint64, error) {
 	var last uint64
 	for i := 0; i < len(msgs); {
 		n := min(len(msgs)-i, e.pub.MaxBatch())
-		if sent != nil {
-			sent(i)
-		}
 		ack, err := e.pub.PublishBatch(ctx, msgs[i:i+n])
 		if err != nil {
 			return 0, fmt.Errorf("publishing changes %d..%d: %w", i, i+n-1, err)

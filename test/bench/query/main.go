@@ -222,7 +222,7 @@ func throughput(ctx context.Context, o options, log *slog.Logger, res *results) 
 	if o.phases[phaseHistory] {
 		progress("publishing %d changes (atomic batches, fsync always)", o.n)
 		t0 := time.Now()
-		last, err := e.publish(ctx, msgs, nil)
+		last, err := e.publish(ctx, msgs)
 		if err != nil {
 			return err
 		}

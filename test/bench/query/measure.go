@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -184,8 +185,7 @@ type historyRun struct {
 
 // historyQuery starts q on the n changes stored (stream sequences 1..n),
 // times it until done, then stops it and times a restart.
-func historyQuery(ctx context.Context, e *env, q benchQuery, n int, ex expectation) (historyRun, error) {
-	var h historyRun
+func historyQuery(ctx context.Context, e *env, q benchQuery, n int, ex expectation) (h historyRun, err error) {
 	t0 := time.Now()
 	r, err := e.startQuery(ctx, q.spec, "bench-1")
 	if err != nil {
@@ -197,13 +197,11 @@ func historyQuery(ctx context.Context, e *env, q benchQuery, n int, ex expectati
 		return queryDone(ctx, e, r, ex.lastRead, uint64(n), 1)
 	})
 	if err != nil {
-		_ = r.stop()
-		return h, err
+		return h, errors.Join(err, r.stop())
 	}
 	h.query = newMeasure(n, done.Sub(t0))
 	if _, h.seq, _, err = e.lastResult(ctx, r.q.ResultSubject()); err != nil {
-		_ = r.stop()
-		return h, err
+		return h, errors.Join(err, r.stop())
 	}
 	if err := r.stop(); err != nil {
 		return h, fmt.Errorf("stopping %s: %w", q.name, err)
@@ -234,8 +232,12 @@ func historyQuery(ctx context.Context, e *env, q benchQuery, n int, ex expectati
 		return h, err
 	}
 	h.restartQ = newMeasure(n, caught.Sub(t0))
-	if _, s, _, err := e.lastResult(ctx, r.q.ResultSubject()); err != nil || s != h.seq {
-		return h, fmt.Errorf("%s after the restart: last result seq %d, want %d (no new changes): %v", q.name, s, h.seq, err)
+	_, s, _, err := e.lastResult(ctx, r.q.ResultSubject())
+	if err != nil {
+		return h, err
+	}
+	if s != h.seq {
+		return h, fmt.Errorf("%s after the restart: last result seq %d, want %d (no change came in between)", q.name, s, h.seq)
 	}
 	return h, nil
 }
@@ -270,7 +272,7 @@ func liveQuery(ctx context.Context, e *env, q benchQuery, msgs []bus.Message, ex
 		return lr, err
 	}
 	t0 := time.Now()
-	if _, err := e.publish(ctx, msgs, nil); err != nil {
+	if _, err := e.publish(ctx, msgs); err != nil {
 		return lr, err
 	}
 	lr.publish = newMeasure(len(msgs), time.Since(t0))
