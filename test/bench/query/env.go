@@ -40,7 +40,7 @@ type env struct {
 	log    *slog.Logger
 }
 
-func newEnv(ctx context.Context, log *slog.Logger) (_ *env, err error) {
+func newEnv(ctx context.Context, sync bus.SyncMode, log *slog.Logger) (_ *env, err error) {
 	dir, err := os.MkdirTemp("", "bench-query-")
 	if err != nil {
 		return nil, err
@@ -51,9 +51,9 @@ func newEnv(ctx context.Context, log *slog.Logger) (_ *env, err error) {
 			e.close()
 		}
 	}()
-	// The defaults of the embedded server: Sync always, atomic batches of
-	// up to bus.DefaultEmbeddedMaxBatch.
-	if e.conn, err = bus.Connect(ctx, bus.ConnectOptions{URL: bus.Embedded, StoreDir: dir, Logger: log}); err != nil {
+	// The defaults of the embedded server (Sync always unless -sync says
+	// otherwise, atomic batches of up to bus.DefaultEmbeddedMaxBatch).
+	if e.conn, err = bus.Connect(ctx, bus.ConnectOptions{URL: bus.Embedded, StoreDir: dir, Sync: sync, Logger: log}); err != nil {
 		return nil, fmt.Errorf("starting the embedded server: %w", err)
 	}
 	if e.js, err = jetstream.New(e.conn.NATS()); err != nil {

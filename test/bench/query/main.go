@@ -19,6 +19,7 @@ import (
 	"github.com/tributary/tributary/internal/app"
 	"github.com/tributary/tributary/internal/engine"
 	"github.com/tributary/tributary/internal/queryservice"
+	"github.com/tributary/tributary/pkg/bus"
 )
 
 // options are the command-line settings.
@@ -28,6 +29,7 @@ type options struct {
 	rate       int
 	latencyFor time.Duration
 	cpuProfile string
+	sync       bus.SyncMode
 	phases     map[string]bool
 	verbose    bool
 }
@@ -52,9 +54,11 @@ func run() int {
 	flag.IntVar(&o.rate, "rate", 5000, "changes per second published in the latency run")
 	flag.DurationVar(&o.latencyFor, "latency-duration", 20*time.Second, "how long the latency run publishes")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (queries, publishers and the embedded nats-server) for the whole run")
+	sync := flag.String("sync", string(bus.SyncAlways), "the embedded server's fsync policy: always (the default, what the issue asks) or interval (nats-server's 2 minutes; to see what fsync costs)")
 	flag.BoolVar(&o.verbose, "v", false, "log the queries' and the bus's messages to stderr")
 	phases := flag.String("phases", strings.Join(allPhases, ","), "phases to run, comma-separated: "+strings.Join(allPhases, ", "))
 	flag.Parse()
+	o.sync = bus.SyncMode(*sync)
 	o.phases = map[string]bool{}
 	for _, ph := range strings.Split(*phases, ",") {
 		if ph = strings.TrimSpace(ph); ph != "" {
@@ -107,6 +111,9 @@ func (o *options) validate() error {
 	if o.latencyFor < time.Second {
 		probs = append(probs, fmt.Sprintf("-latency-duration %s: at least 1s", o.latencyFor))
 	}
+	if o.sync != bus.SyncAlways && o.sync != bus.SyncInterval {
+		probs = append(probs, fmt.Sprintf("-sync %q: always or interval", o.sync))
+	}
 	if len(probs) > 0 {
 		return errors.New(strings.Join(probs, "; "))
 	}
@@ -119,6 +126,7 @@ type results struct {
 	loadBefore string
 	loadAfter  string
 	gcPercent  int
+	sync       bus.SyncMode
 	n          int
 	perQuery   map[string]*queryResults // by benchQuery.name
 	elapsed    time.Duration
@@ -154,6 +162,7 @@ func benchmark(ctx context.Context, o options, log *slog.Logger) (*results, erro
 		// The binaries' garbage collector setting (or GOGC's), since the
 		// queries and the embedded server run in this process.
 		gcPercent: app.ApplyGCDefault(),
+		sync:      o.sync,
 		n:         o.n,
 		perQuery:  map[string]*queryResults{},
 	}
@@ -195,7 +204,7 @@ func benchmark(ctx context.Context, o options, log *slog.Logger) (*results, erro
 // restart) on one server holding N changes, then the live path of each
 // query on a server of its own.
 func throughput(ctx context.Context, o options, log *slog.Logger, res *results) error {
-	e, err := newEnv(ctx, log)
+	e, err := newEnv(ctx, o.sync, log)
 	if err != nil {
 		return err
 	}
@@ -257,7 +266,7 @@ func throughput(ctx context.Context, o options, log *slog.Logger, res *results) 
 	for _, q := range queries {
 		qr := res.perQuery[q.name]
 		progress("%s: live, %d changes published while it runs", q.name, o.n)
-		le, err := newEnv(ctx, log)
+		le, err := newEnv(ctx, o.sync, log)
 		if err != nil {
 			return err
 		}
@@ -282,7 +291,7 @@ func filtersOf(e *env, q benchQuery) ([]string, error) {
 }
 
 func latency(ctx context.Context, o options, log *slog.Logger, q benchQuery, qr *queryResults) error {
-	e, err := newEnv(ctx, log)
+	e, err := newEnv(ctx, o.sync, log)
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,8 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/tributary/tributary/pkg/bus"
 )
 
 const (
@@ -22,10 +24,10 @@ func report(r *results) string {
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	w("\n### Run of %s\n\n", r.started.Format("2006-01-02 15:04 MST"))
 	w("Machine: %d CPUs (nproc), load average %s before and %s after (the run took %s). "+
-		"Embedded nats-server, fsync always, file store in a temporary directory. N = %d changes "+
+		"Embedded nats-server, %s, file store in a temporary directory. N = %d changes "+
 		"(querytest's workload: three quarters orders, a quarter drivers). GOGC %d in this process, as in the binaries. "+
 		"Rates are changes of the stream per second (N / elapsed), for the queries and the limits alike.\n\n",
-		runtime.NumCPU(), r.loadBefore, r.loadAfter, r.elapsed.Round(time.Second), r.n, r.gcPercent)
+		runtime.NumCPU(), r.loadBefore, r.loadAfter, r.elapsed.Round(time.Second), syncName(r.sync), r.n, r.gcPercent)
 
 	w("Throughput over history (N changes stored before the query starts; start → last result acknowledged):\n\n")
 	w("| query | reads | ack-only consumer | engine Apply | limit (smaller) | query | path | query / limit | ≥ 50%% | ≥ 50,000/s |\n")
@@ -134,6 +136,13 @@ func cycleRow(w func(string, ...any), name string, read int, elapsed time.Durati
 	}
 	w("| %s | %d | %.0f | %s | %s | %s | %d |\n", name, c.handled, float64(read)/float64(c.handled),
 		per(elapsed, c.handled), per(c.handlerBusy, c.handled), per(c.publishBusy, c.handled), c.published)
+}
+
+func syncName(m bus.SyncMode) string {
+	if m == bus.SyncInterval {
+		return "**lazy fsync** (Sync interval, not the default)"
+	}
+	return "fsync always"
 }
 
 func limitOf(qr *queryResults) (float64, string) {
