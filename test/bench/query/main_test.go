@@ -50,3 +50,11 @@ func TestNum(t *testing.T) {
 		}
 	}
 }
+
+func TestPctRoundsDown(t *testing.T) {
+	for r, want := range map[float64]string{0.4997: "49%", 0.5: "50%", 0.57: "57%", 1.2: "120%"} {
+		if got := pct(r); got != want {
+			t.Errorf("pct(%v) = %q, want %q", r, got, want)
+		}
+	}
+}
