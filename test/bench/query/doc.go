@@ -1,6 +1,7 @@
 // Command query is the query-engine benchmark of issue 9. In one run on the
 // machine, on embedded nats-servers with Tributary's default durability
-// (fsync on every write, the store in a temporary directory), it measures
+// (fsync on every write, the store in a temporary directory; -sync interval
+// for lazy fsync, to see what fsync costs), it measures
 // for a filter query and a grouped aggregation query, each on its own:
 //
 //   - throughput over history: N changes published (atomic batches) before
