@@ -152,20 +152,43 @@ func (c *Conn) StreamLastSequence(ctx context.Context, stream string) (uint64, e
 	return info.State.LastSeq, nil
 }
 
-// ConsumerAckFloor returns the stream sequence below which a durable
-// consumer has acknowledged (or terminated) every message: its ack floor,
-// 0 when the consumer does not exist. Messages above it may still have
-// been acknowledged one by one.
-func (c *Conn) ConsumerAckFloor(ctx context.Context, stream, durable string) (uint64, error) {
+// DurableState is the server's view of a durable consumer, read without
+// consuming (see Conn.DurableState).
+type DurableState struct {
+	// Found is false when the consumer does not exist (the other fields
+	// are then zero).
+	Found bool
+	// Pending messages match the consumer and were never delivered;
+	// AckPending were delivered and are not acknowledged yet.
+	Pending    uint64
+	AckPending int
+	// AckFloor is the stream sequence below which the consumer has
+	// acknowledged (or terminated) every message. Messages above it may
+	// still have been acknowledged one by one.
+	AckFloor uint64
+}
+
+// DurableState reads a durable consumer's backlog and ack floor from the
+// server, e.g. to tell whether a query has worked off its input. The error
+// wraps ErrStreamNotFound when the stream does not exist.
+func (c *Conn) DurableState(ctx context.Context, stream, durable string) (DurableState, error) {
 	cons, err := c.js.Consumer(ctx, stream, durable)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return 0, nil
+		return DurableState{}, nil
 	}
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return 0, fmt.Errorf("consumer %s: stream %s: %w", durable, stream, ErrStreamNotFound)
+		return DurableState{}, fmt.Errorf("consumer %s: stream %s: %w", durable, stream, ErrStreamNotFound)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("looking up consumer %s on %s: %w", durable, stream, err)
+		return DurableState{}, fmt.Errorf("looking up consumer %s on %s: %w", durable, stream, err)
 	}
-	return cons.CachedInfo().AckFloor.Stream, nil
+	info := cons.CachedInfo()
+	return DurableState{Found: true, Pending: info.NumPending, AckPending: info.NumAckPending, AckFloor: info.AckFloor.Stream}, nil
+}
+
+// ConsumerAckFloor returns a durable consumer's ack floor (DurableState),
+// 0 when the consumer does not exist.
+func (c *Conn) ConsumerAckFloor(ctx context.Context, stream, durable string) (uint64, error) {
+	st, err := c.DurableState(ctx, stream, durable)
+	return st.AckFloor, err
 }

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tributary/tributary/internal/engine"
@@ -32,7 +31,6 @@ const leaseTTL = 10 * time.Second
 type env struct {
 	dir    string
 	conn   *bus.Conn
-	js     jetstream.JetStream
 	topo   streams.Topology
 	store  *lifecycle.Store
 	leases *bus.KV
@@ -55,9 +53,6 @@ func newEnv(ctx context.Context, sync bus.SyncMode, log *slog.Logger) (_ *env, e
 	// otherwise, atomic batches of up to bus.DefaultEmbeddedMaxBatch).
 	if e.conn, err = bus.Connect(ctx, bus.ConnectOptions{URL: bus.Embedded, StoreDir: dir, Sync: sync, Logger: log}); err != nil {
 		return nil, fmt.Errorf("starting the embedded server: %w", err)
-	}
-	if e.js, err = jetstream.New(e.conn.NATS()); err != nil {
-		return nil, err
 	}
 	if e.topo, err = streams.Default("tributary", streams.Options{LeaseTTL: leaseTTL}); err != nil {
 		return nil, err
@@ -243,18 +238,11 @@ func until(ctx context.Context, within time.Duration, what string, cond func() (
 // consumed says whether the durable consumer exists, has acknowledged
 // every message up to stream sequence through and has nothing pending.
 func (e *env) consumed(ctx context.Context, durable string, through uint64) (bool, error) {
-	c, err := e.js.Consumer(ctx, e.topo.Changes.Name, durable)
-	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return false, nil
-	}
+	st, err := e.conn.DurableState(ctx, e.topo.Changes.Name, durable)
 	if err != nil {
 		return false, err
 	}
-	info, err := c.Info(ctx)
-	if err != nil {
-		return false, err
-	}
-	return info.NumPending == 0 && info.NumAckPending == 0 && info.AckFloor.Stream >= through, nil
+	return st.Found && st.Pending == 0 && st.AckPending == 0 && st.AckFloor >= through, nil
 }
 
 // lastResult is the last result message of a query: its result seq and the
