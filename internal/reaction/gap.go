@@ -169,14 +169,92 @@ func (g *GapGuard) Unwrap() Reaction { return g.r }
 
 // React implements Reaction: the gap check, then the guarded reaction.
 func (g *GapGuard) React(ctx context.Context, r *change.Result) error {
-	last, known, err := g.lastSeq(ctx, r.Query)
-	if err != nil {
+	if _, err := g.check(ctx, r, nil); err != nil {
 		return err
+	}
+	err := g.r.React(ctx, r)
+	g.reacted(r, err)
+	return err
+}
+
+// ReactBatch implements BatchReaction: the gap check of each result in
+// turn, exactly as React does (a result of the batch counts as applied for
+// the ones after it), then the guarded reaction's ReactBatch (React one by
+// one when it has none) over the results before the first one held back.
+// Besides nil and an error of the whole batch (none applied), it returns
+// a *bus.BatchError when a result is held at a gap (or its check failed):
+// the results before its Index are applied, it and the rest are not.
+func (g *GapGuard) ReactBatch(ctx context.Context, rs []*change.Result) error {
+	seen := make(map[string]uint64) // query -> last seq passed in this batch
+	n := len(rs)
+	var held error
+	for i, r := range rs {
+		last, err := g.check(ctx, r, seen)
+		if err != nil {
+			n, held = i, err
+			break
+		}
+		seen[r.Query] = max(last, r.Seq)
+	}
+	if n > 0 {
+		if err := g.applyBatch(ctx, rs[:n]); err != nil {
+			return err
+		}
+	}
+	if held != nil {
+		return &bus.BatchError{Index: n, Err: held}
+	}
+	return nil
+}
+
+// applyBatch applies rs, which passed the check, through the guarded
+// reaction and records what became of them.
+func (g *GapGuard) applyBatch(ctx context.Context, rs []*change.Result) error {
+	br, ok := g.r.(BatchReaction)
+	if !ok {
+		for i, r := range rs {
+			err := g.r.React(ctx, r)
+			g.reacted(r, err)
+			if err != nil {
+				return &bus.BatchError{Index: i, Err: err}
+			}
+		}
+		return nil
+	}
+	err := br.ReactBatch(ctx, rs)
+	if err == nil {
+		for _, r := range rs {
+			g.reacted(r, nil)
+		}
+		return nil
+	}
+	var be *bus.BatchError
+	if errors.As(err, &be) && be.Index >= 0 && be.Index < len(rs) {
+		for _, r := range rs[:be.Index] {
+			g.reacted(r, nil)
+		}
+		g.reacted(rs[be.Index], be.Err)
+	}
+	return err
+}
+
+// check is the gap check of r: nil lets it through (after the policy
+// handled a gap), an error holds it. seen, when not nil, has the last seq
+// of each query that earlier results of the same batch passed (not yet
+// applied: the kind's position is behind them); it stands for lastSeq.
+// It returns the seq r had to follow.
+func (g *GapGuard) check(ctx context.Context, r *change.Result, seen map[string]uint64) (uint64, error) {
+	last, known := seen[r.Query]
+	if !known {
+		var err error
+		if last, known, err = g.lastSeq(ctx, r.Query); err != nil {
+			return 0, err
+		}
 	}
 	if known && r.Seq > last+1 && g.deadIn != nil {
 		dead, err := g.deadIn(ctx, r.Query, last+1, r.Seq-1)
 		if err != nil {
-			return fmt.Errorf("reaction %s: looking for the results before %s in the dead-letter stream: %w", g.id, IdempotencyKey(r), err)
+			return 0, fmt.Errorf("reaction %s: looking for the results before %s in the dead-letter stream: %w", g.id, IdempotencyKey(r), err)
 		}
 		if dead {
 			g.log.Info("results missing before this one are dead letters: not a gap", "query", r.Query, "last_seq", last, "seq", r.Seq)
@@ -188,27 +266,29 @@ func (g *GapGuard) React(ctx context.Context, r *change.Result) error {
 	}
 	if known && r.Seq > last+1 {
 		if err := g.gap(r, last); err != nil {
-			return err
+			return 0, err
 		}
 	} else {
 		g.resolved(r.Query, r.Seq)
 	}
-	if err := g.r.React(ctx, r); err != nil {
+	return last, nil
+}
+
+// reacted records what the guarded reaction did with r (err nil: applied).
+func (g *GapGuard) reacted(r *change.Result, err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if err != nil {
 		if bus.IsPermanent(err) {
 			// The consumer dead-letters it and goes on: the next result
 			// follows it, it is not a gap.
-			g.mu.Lock()
 			g.dead[r.Query] = max(g.dead[r.Query], r.Seq)
-			g.mu.Unlock()
 		}
-		return err
+		return
 	}
-	g.mu.Lock()
 	if r.Seq > g.last[r.Query] {
 		g.last[r.Query] = r.Seq
 	}
-	g.mu.Unlock()
-	return nil
 }
 
 // lastSeq is the seq the next result of query must follow: the last one

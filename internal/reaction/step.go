@@ -14,12 +14,23 @@ import (
 // next instance). Unless opts has its own Degrade, the consumer reports its
 // problems (a result being retried, a dead letter that cannot be stored, a
 // consumer deleted on the server) through comp.Degrade.
+//
+// When r applies batches itself (a BatchReaction, such as the postgres
+// kind, also through a GapGuard), the consumer hands it up to
+// opts.BatchSize results per call (BatchHandler), several results then
+// sharing one transaction; other kinds get one result per call (Handler).
 func ConsumeStep(conn *bus.Conn, comp *lifecycle.Component, opts bus.ConsumerOptions, r Reaction) func(context.Context) (lifecycle.Undo, error) {
 	if opts.Degrade == nil {
 		opts.Degrade = comp.Degrade
 	}
 	return func(ctx context.Context) (lifecycle.Undo, error) {
-		cons, err := conn.Consume(ctx, opts, Handler(r))
+		var cons *bus.Consumer
+		var err error
+		if br, ok := batchReaction(r); ok {
+			cons, err = conn.ConsumeBatches(ctx, opts, BatchHandler(br, opts.Logger))
+		} else {
+			cons, err = conn.Consume(ctx, opts, Handler(r))
+		}
 		if err != nil {
 			return nil, err
 		}
