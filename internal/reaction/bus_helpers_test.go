@@ -76,9 +76,16 @@ func (e *busEnv) publishResult(r *change.Result) {
 	}
 }
 
-// consume runs r over its durable consumer, as the reactor does, with fast
-// retries; the consumer is drained at cleanup.
+// consume runs r over its durable consumer, as the reactor does
+// (reaction.Consume: in batches for a BatchReaction), with fast retries;
+// the consumer is drained at cleanup.
 func (e *busEnv) consume(id string, queries []string, r reaction.Reaction) *bus.Consumer {
+	e.t.Helper()
+	return e.consumeWith(id, queries, r, nil)
+}
+
+// consumeWith is consume with tune applied to the consumer's options.
+func (e *busEnv) consumeWith(id string, queries []string, r reaction.Reaction, tune func(*bus.ConsumerOptions)) *bus.Consumer {
 	e.t.Helper()
 	opts := reaction.ConsumerOptions(e.topo, id, queries, config.RetryConfig{})
 	// Retry quickly and without limit. (The consumer is ordered: a failed
@@ -87,7 +94,10 @@ func (e *busEnv) consume(id string, queries []string, r reaction.Reaction) *bus.
 	opts.MaxDeliver = -1
 	opts.FetchWait = 200 * time.Millisecond
 	opts.AckWait = 10 * time.Second
-	cons, err := e.conn.Consume(e.t.Context(), opts, reaction.Handler(r))
+	if tune != nil {
+		tune(&opts)
+	}
+	cons, err := reaction.Consume(e.t.Context(), e.conn, opts, r)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -15,22 +15,13 @@ import (
 // problems (a result being retried, a dead letter that cannot be stored, a
 // consumer deleted on the server) through comp.Degrade.
 //
-// When r applies batches itself (a BatchReaction, such as the postgres
-// kind, also through a GapGuard), the consumer hands it up to
-// opts.BatchSize results per call (BatchHandler), several results then
-// sharing one transaction; other kinds get one result per call (Handler).
+// The consumer is Consume's.
 func ConsumeStep(conn *bus.Conn, comp *lifecycle.Component, opts bus.ConsumerOptions, r Reaction) func(context.Context) (lifecycle.Undo, error) {
 	if opts.Degrade == nil {
 		opts.Degrade = comp.Degrade
 	}
 	return func(ctx context.Context) (lifecycle.Undo, error) {
-		var cons *bus.Consumer
-		var err error
-		if br, ok := batchReaction(r); ok {
-			cons, err = conn.ConsumeBatches(ctx, opts, BatchHandler(br, opts.Logger))
-		} else {
-			cons, err = conn.Consume(ctx, opts, Handler(r))
-		}
+		cons, err := Consume(ctx, conn, opts, r)
 		if err != nil {
 			return nil, err
 		}
@@ -48,4 +39,17 @@ func ConsumeStep(conn *bus.Conn, comp *lifecycle.Component, opts bus.ConsumerOpt
 		}
 		return undo, nil
 	}
+}
+
+// Consume runs r over its durable consumer (opts, from ConsumerOptions).
+// When r applies batches itself (a BatchReaction, such as the postgres
+// kind, also through a GapGuard), the consumer hands it up to
+// opts.BatchSize results per call (BatchHandler; several results then
+// share one transaction); other kinds get one result per call (Handler).
+// Errors are those of bus.Conn.Consume.
+func Consume(ctx context.Context, conn *bus.Conn, opts bus.ConsumerOptions, r Reaction) (*bus.Consumer, error) {
+	if br, ok := batchReaction(r); ok {
+		return conn.ConsumeBatches(ctx, opts, BatchHandler(br, opts.Logger))
+	}
+	return conn.Consume(ctx, opts, Handler(r))
 }
