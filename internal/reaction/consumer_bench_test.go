@@ -64,10 +64,15 @@ func BenchmarkHTTPThroughConsumer(b *testing.B) {
 // by the gap-guarded postgres kind, as the reactor runs it, through the
 // real consumer (fetch, handler, confirmed ack): one result per
 // transaction (the per-message Handler) against batches (reaction.Consume:
-// up to BatchSize results per transaction). 10 rows per result, 8 queries.
+// up to BatchSize results per transaction). 1 or 10 rows per result, 8
+// queries.
 func BenchmarkPostgresThroughConsumer(b *testing.B) {
-	for _, mode := range []string{"per-result", "batched"} {
-		b.Run(mode, func(b *testing.B) {
+	for _, bc := range []struct {
+		mode string
+		rows int
+	}{{"per-result", 1}, {"batched", 1}, {"per-result", 10}, {"batched", 10}} {
+		mode, rows := bc.mode, bc.rows
+		b.Run(fmt.Sprintf("%s/rows=%d", mode, rows), func(b *testing.B) {
 			e := newBusEnv(b)
 			g := newPGTarget(b)
 			p := newPostgres(b, &config.PostgresReaction{Connection: g.dsn, Added: insertEffect})
@@ -75,7 +80,6 @@ func BenchmarkPostgresThroughConsumer(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			const rows = 10
 			var queries []string
 			for i := range 8 {
 				queries = append(queries, fmt.Sprintf("q%d", i))
