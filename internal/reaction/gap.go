@@ -80,7 +80,9 @@ func DeadLetteredIn(conn *bus.Conn, topo streams.Topology, id string) func(ctx c
 }
 
 // GapGuard checks that each query's results reach the reaction without a
-// gap in seq and applies the reaction's gap policy (see GuardGaps).
+// gap in seq and applies the reaction's gap policy (see GuardGaps). It is a
+// BatchReaction (ReactBatch); the consumer hands it batches only when the
+// guarded reaction is one too (Consume).
 type GapGuard struct {
 	id      string
 	r       Reaction
