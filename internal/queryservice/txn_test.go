@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tributary/tributary/pkg/bus"
 	"github.com/tributary/tributary/pkg/change"
 )
@@ -11,36 +13,82 @@ import (
 // The changes of one transaction (positions sharing their commit part, as
 // source-pg writes them: <commit LSN>/<index>) that reach the query
 // together are applied as one change: one result message for the
-// transaction, never the states between its changes.
+// transaction, never the states between its changes. The consumer decides
+// how many changes one batch holds (a pull may return fewer than are
+// stored), so each attempt checks, through the handler-call count, that the
+// four changes came in one batch, and tries again when they did not.
 func TestTransactionGivesOneResult(t *testing.T) {
 	f := newFixture(t)
-	order := func(id int, pos string) bus.Message {
+	next := 0
+	order := func(pos string) bus.Message {
+		next++
 		return f.message(t, &change.Envelope{Op: change.OpInsert, Source: "shop", TsMs: 1, Position: pos,
-			Element: change.Element{Type: change.TypeNode, ID: fmt.Sprintf("orders:%d", id), Labels: []string{"orders"},
-				Properties: map[string]any{"id": id, "status": "new", "total": 10 * id}}})
+			Element: change.Element{Type: change.TypeNode, ID: fmt.Sprintf("orders:%d", next), Labels: []string{"orders"},
+				Properties: map[string]any{"id": next, "status": "new", "total": 10 * next}}})
 	}
 	s := f.start(t, totalQuery, "instance-a")
 	s.waitRunning(t)
-	if got := f.fold(t, totalQuery.spec.ID); len(got.Messages) != 1 {
-		t.Fatalf("%d result messages before any change, want the initial one", len(got.Messages))
+	var sent []bus.Message
+	for attempt := 1; ; attempt++ {
+		before := len(f.fold(t, totalQuery.spec.ID).Messages)
+		// While the query is stopped, a transaction of three inserts and
+		// one insert of its own: the restarted query gets the four at once.
+		s.stop(t)
+		lsn := fmt.Sprintf("%016X", 0xA0*attempt)
+		msgs := []bus.Message{
+			order(lsn + "/00000000"), order(lsn + "/00000001"), order(lsn + "/00000002"),
+			order(fmt.Sprintf("%016X/00000000", 0xA0*attempt+1)),
+		}
+		f.publish(t, msgs)
+		sent = append(sent, msgs...)
+		s = f.start(t, totalQuery, "instance-a")
+		got := f.waitFolded(t, totalQuery.spec.ID, reference(t, totalQuery.spec, sent))
+		if calls := handlerCalls(t, s.reg); calls != 1 {
+			if attempt == 8 {
+				t.Fatalf("in 8 attempts the four changes never reached the query in one batch (last: %d batches)", calls)
+			}
+			continue
+		}
+		fresh := got.Messages[before:]
+		if len(fresh) != 2 {
+			t.Fatalf("attempt %d: %d result messages for a transaction and a single change in one batch, want 2: %+v", attempt, len(fresh), fresh)
+		}
+		n0, n1 := fresh[0].Updated[0].Before["n"], fresh[0].Updated[0].After["n"]
+		if fmt.Sprint(n1) != fmt.Sprint(toInt(t, n0)+3) {
+			t.Fatalf("attempt %d: the transaction's result %+v: want count +3 in one update", attempt, fresh[0])
+		}
+		return
 	}
-	// While the query is stopped, a transaction of three inserts and one
-	// insert of its own: the restarted query gets the four at once.
-	s.stop(t)
-	msgs := []bus.Message{
-		order(1, "00000000000000A0/00000000"), order(2, "00000000000000A0/00000001"), order(3, "00000000000000A0/00000002"),
-		order(4, "00000000000000B0/00000000"),
+}
+
+// handlerCalls is how many times the query's input consumer called its
+// batch handler (the count of its handler-duration histogram).
+func handlerCalls(t *testing.T, reg *prometheus.Registry) uint64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
 	}
-	f.publish(t, msgs)
-	f.start(t, totalQuery, "instance-b")
-	got := f.waitFolded(t, totalQuery.spec.ID, reference(t, totalQuery.spec, msgs))
-	if len(got.Messages) != 3 {
-		t.Fatalf("%d result messages, want 3 (initial, the transaction, the single insert): %+v", len(got.Messages), got.Messages)
+	for _, mf := range mfs {
+		if mf.GetName() != "tributary_bus_handler_duration_seconds" {
+			continue
+		}
+		var n uint64
+		for _, m := range mf.GetMetric() {
+			n += m.GetHistogram().GetSampleCount()
+		}
+		return n
 	}
-	txn := got.Messages[1]
-	if len(txn.Updated) != 1 || fmt.Sprint(txn.Updated[0].Before["n"]) != "0" || fmt.Sprint(txn.Updated[0].After["n"]) != "3" {
-		t.Fatalf("the transaction's result %+v: want count 0 -> 3 in one update", txn)
+	return 0
+}
+
+func toInt(t *testing.T, v any) int {
+	t.Helper()
+	var n int
+	if _, err := fmt.Sscan(fmt.Sprint(v), &n); err != nil {
+		t.Fatalf("%v is not a count: %v", v, err)
 	}
+	return n
 }
 
 // A query restarted before its durable consumer acknowledged any change,
