@@ -30,6 +30,11 @@ type run struct {
 	// last result message published.
 	applied uint64
 	seq     uint64
+	// startSeq is where the durable consumer starts when it does not
+	// exist yet (0 when it exists: its ack floor decides): after what the
+	// bootstrap covered, whose invalid changes the bootstrap dead-letters
+	// itself, since the consumer never sees them.
+	startSeq uint64
 
 	broken   chan struct{}
 	failOnce sync.Once
@@ -97,10 +102,11 @@ func (r *run) readProgress(ctx context.Context) (progress, error) {
 func (r *run) bootstrap(ctx context.Context) error {
 	q := r.q
 	start := time.Now()
-	floor, err := q.cfg.Bus.ConsumerAckFloor(ctx, q.cfg.Topology.Changes.Name, q.durable)
+	st, err := q.cfg.Bus.DurableState(ctx, q.cfg.Topology.Changes.Name, q.durable)
 	if err != nil {
 		return err
 	}
+	floor := st.AckFloor
 	p, err := r.readProgress(ctx)
 	if err != nil {
 		return err
@@ -123,7 +129,7 @@ func (r *run) bootstrap(ctx context.Context) error {
 		// (Replay reads through the stream's end for Through 0: nothing
 		// is to be replayed when the output and the acknowledgements
 		// cover no change yet.)
-		covered, err = r.replay(ctx, through, &n)
+		covered, err = r.replay(ctx, through, !st.Found, &n)
 		if err != nil {
 			return err
 		}
@@ -131,6 +137,9 @@ func (r *run) bootstrap(ctx context.Context) error {
 	q.m.bootstrapLeft.Set(0)
 	q.m.replayed.Add(float64(n))
 	r.applied, r.seq = covered, p.seq
+	if !st.Found && covered > 0 {
+		r.startSeq = covered + 1
+	}
 	q.m.inputSeq.Set(float64(r.applied))
 	q.m.elements.Set(float64(r.eng.Elements()))
 	if !p.found {
@@ -174,11 +183,12 @@ func (r *run) process(ctx context.Context, ds []*bus.Delivery) error {
 	for i := 0; i < len(ds); {
 		d := ds[i]
 		// Decoded first, so that an invalid change the bootstrap skipped
-		// is dead-lettered by this consumer too.
+		// (it replayed history the consumer delivers again) is
+		// dead-lettered by this consumer.
 		env, err := change.Decode(d.Data)
 		if err != nil {
 			q.m.invalid.Inc()
-			bad = &bus.BatchError{Index: i, Err: bus.Permanentf("query %s: change at stream sequence %d (%s) is invalid: %w", q.cfg.Spec.ID, d.StreamSeq, d.Subject, err)}
+			bad = &bus.BatchError{Index: i, Err: r.invalid(d, err)}
 			break
 		}
 		if d.StreamSeq <= r.applied {
@@ -205,7 +215,7 @@ func (r *run) process(ctx context.Context, ds []*bus.Delivery) error {
 		if err != nil {
 			// The engine refused it before changing anything.
 			q.m.invalid.Inc()
-			bad = &bus.BatchError{Index: i, Err: bus.Permanentf("query %s: change at stream sequence %d (%s) refused: %w", q.cfg.Spec.ID, d.StreamSeq, d.Subject, err)}
+			bad = &bus.BatchError{Index: i, Err: r.refused(d, err)}
 			break
 		}
 		last := ds[j-1]
@@ -244,18 +254,27 @@ func (r *run) process(ctx context.Context, ds []*bus.Delivery) error {
 
 // replay applies the query's changes through stream sequence through to the
 // engine, publishing nothing, counting them in *n; it returns the sequence
-// the replay covers.
-func (r *run) replay(ctx context.Context, through uint64, n *int) (uint64, error) {
+// the replay covers. An invalid change (one the engine refuses, too) is
+// skipped; with deadLetter (the durable consumer, created after what the
+// replay covers, will never see it) it is dead-lettered as the consumer
+// would have done, else the consumer dead-letters it when it delivers it.
+func (r *run) replay(ctx context.Context, through uint64, deadLetter bool, n *int) (uint64, error) {
 	q := r.q
 	return q.cfg.Bus.Replay(ctx, bus.ReplayOptions{
 		Stream: q.cfg.Topology.Changes.Name, FilterSubjects: q.filters, Through: through,
 	}, func(d *bus.Delivery) error {
 		env, err := change.Decode(d.Data)
 		if err != nil {
-			return nil // the live consumer dead-lettered it (or will)
+			if deadLetter {
+				return r.deadLetter(ctx, d, r.invalid(d, err))
+			}
+			return nil
 		}
 		if _, err := r.eng.Apply(env); err != nil {
-			return nil // refused by the engine: dead-lettered live too
+			if deadLetter {
+				return r.deadLetter(ctx, d, r.refused(d, err))
+			}
+			return nil
 		}
 		if *n++; *n%1000 == 0 && through > d.StreamSeq {
 			q.m.bootstrapLeft.Set(float64(through - d.StreamSeq))
@@ -265,6 +284,32 @@ func (r *run) replay(ctx context.Context, through uint64, n *int) (uint64, error
 		}
 		return nil
 	})
+}
+
+// invalid is why a change that does not decode is dead-lettered.
+func (r *run) invalid(d *bus.Delivery, err error) error {
+	return bus.Permanentf("query %s: change at stream sequence %d (%s) is invalid: %w", r.q.cfg.Spec.ID, d.StreamSeq, d.Subject, err)
+}
+
+// refused is why a change the engine refuses is dead-lettered.
+func (r *run) refused(d *bus.Delivery, err error) error {
+	return bus.Permanentf("query %s: change at stream sequence %d (%s) refused: %w", r.q.cfg.Spec.ID, d.StreamSeq, d.Subject, err)
+}
+
+// deadLetter stores the dead letter of a replayed change for the query's
+// durable consumer, with the reason, headers and message id the consumer
+// would give it (a re-run of the bootstrap stores it once).
+func (r *run) deadLetter(ctx context.Context, d *bus.Delivery, reason error) error {
+	q := r.q
+	dl := *d
+	dl.Consumer = q.durable
+	subject := q.cfg.Topology.DeadLetterSubject(q.cfg.Topology.Changes.Name, q.durable)
+	if err := q.cfg.Bus.PublishDeadLetter(ctx, subject, &dl, reason.Error()); err != nil {
+		return fmt.Errorf("query %s: dead-lettering the replayed change at stream sequence %d: %w", q.cfg.Spec.ID, d.StreamSeq, err)
+	}
+	q.m.invalid.Inc()
+	q.log.Warn("replayed change dead-lettered", "stream_seq", d.StreamSeq, "subject", d.Subject, "reason", reason)
+	return nil
 }
 
 // transaction returns the changes of ds, from i on (ds[i] decoded as env),

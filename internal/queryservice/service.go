@@ -217,9 +217,14 @@ func (q *Query) run(ctx context.Context) error {
 	// touches the run.
 	q.log.Info("query consuming live", "seq", r.seq, "input_seq", r.applied, "subjects", q.filters)
 	cons, err := q.cfg.Bus.ConsumeBatches(ctx, bus.ConsumerOptions{
-		Stream:            topo.Changes.Name,
-		Durable:           q.durable,
-		FilterSubjects:    q.filters,
+		Stream:         topo.Changes.Name,
+		Durable:        q.durable,
+		FilterSubjects: q.filters,
+		// A new durable starts after what the bootstrap covered (it
+		// dead-lettered the invalid changes there): handing the replayed
+		// history over again only to skip it would halve a new query's
+		// throughput. An existing one resumes at its ack floor.
+		StartSeq:          r.startSeq,
 		DeadLetterSubject: topo.DeadLetterSubject(topo.Changes.Name, q.durable),
 		AckWait:           q.cfg.AckWait,
 		// Ordered batches: the changes of a batch are applied in stream

@@ -66,6 +66,15 @@ type ConsumerOptions struct {
 	// FilterSubjects restricts the consumer to these subjects (wildcards
 	// allowed); empty means the whole stream.
 	FilterSubjects []string
+	// StartSeq is the stream sequence a durable consumer that does not
+	// exist yet starts at (it is created with DeliverByStartSequence); 0
+	// means the stream's beginning. An existing durable keeps its position
+	// (its ack floor decides), whatever StartSeq says: a caller that
+	// covered the history up to some sequence by other means (Replay)
+	// passes that sequence + 1, and is then responsible for what the
+	// consumer will never see (e.g. dead-lettering invalid messages
+	// itself, see Conn.PublishDeadLetter).
+	StartSeq uint64
 	// DeadLetterSubject is where messages the consumer gives up on are
 	// published (a subject of a dead-letter stream). Required.
 	DeadLetterSubject string

@@ -194,3 +194,46 @@ func (k *Consumer) publishDeadLetter(ctx context.Context, d *Delivery, reason st
 		}
 	}
 }
+
+// PublishDeadLetter stores the dead letter of d on subject by hand, with
+// the headers and the message id a Consumer named d.Consumer would give it
+// (the id is derived from d.Stream, d.Consumer and d.StreamSeq, so a
+// message dead-lettered again, by hand or by that consumer, is stored once
+// within the dead-letter stream's duplicate window). It is for a caller
+// that handles part of a stream outside a Consumer, e.g. a Replay ahead of
+// a durable created at a later StartSeq. A missing dead-letter stream is
+// recreated from the applied topology first; transient errors are retried
+// until ctx ends. Errors wrap ErrConfig (bad subject or d), ErrRejected
+// (the server refused the message) or the last publish error.
+func (c *Conn) PublishDeadLetter(ctx context.Context, subject string, d *Delivery, reason string) error {
+	if err := validSubject(subject); err != nil {
+		return fmt.Errorf("%w: dead letter: subject: %v", ErrConfig, err)
+	}
+	if d == nil || d.Stream == "" || d.Consumer == "" || d.StreamSeq == 0 {
+		return fmt.Errorf("%w: dead letter: the delivery needs a stream, a consumer and a stream sequence", ErrConfig)
+	}
+	msg := deadLetterMsg(subject, d, reason)
+	bo := retry.NewBackOff(100*time.Millisecond, 2*time.Second)
+	repaired := false
+	for attempt := 1; ; attempt++ {
+		_, err := c.js.PublishMsg(ctx, msg)
+		switch {
+		case err == nil:
+			return nil
+		case !repaired && (errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders)):
+			repaired = true
+			name, rerr := c.repairStreamFor(ctx, subject)
+			if rerr != nil {
+				return fmt.Errorf("dead letter of %s/%d on %s: %w (%v)", d.Stream, d.StreamSeq, subject, errNoDeadLetterStream, rerr)
+			}
+			c.log.Warn("recreated the missing dead-letter stream", "dlq_stream", name, "dlq_subject", subject)
+			continue
+		case !retryablePublishErr(err):
+			return fmt.Errorf("%w: dead letter of %s/%d on %s: %w", ErrRejected, d.Stream, d.StreamSeq, subject, err)
+		}
+		c.log.Warn("publishing a dead letter failed; retrying", "stream", d.Stream, "stream_seq", d.StreamSeq, "attempt", attempt, "err", err)
+		if serr := retry.Sleep(ctx, bo.NextBackOff()); serr != nil {
+			return fmt.Errorf("dead letter of %s/%d on %s: not stored (last attempt: %w)", d.Stream, d.StreamSeq, subject, err)
+		}
+	}
+}

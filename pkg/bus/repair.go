@@ -15,7 +15,8 @@ import (
 // keeps its deliver policy and start position (the server refuses to
 // change them, and a consumer recreated at a start sequence must not
 // conflict with the next declaration). A missing one is created to deliver
-// everything, or from resumeAt when it is not 0 (a recreation).
+// from resumeAt when it is not 0 (a recreation), else from the options'
+// StartSeq, or everything when that is 0 too.
 func (k *Consumer) declare(ctx context.Context, resumeAt uint64) (jetstream.Consumer, error) {
 	o := k.opts
 	cfg := o.consumerConfig()
@@ -27,6 +28,9 @@ func (k *Consumer) declare(ctx context.Context, resumeAt uint64) (jetstream.Cons
 	case errors.Is(err, jetstream.ErrStreamNotFound):
 		return nil, fmt.Errorf("consumer %s: stream %s: %w", o.Durable, o.Stream, ErrStreamNotFound)
 	case errors.Is(err, jetstream.ErrConsumerNotFound):
+		if resumeAt == 0 {
+			resumeAt = o.StartSeq
+		}
 		if resumeAt > 0 {
 			cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, resumeAt
 		}
