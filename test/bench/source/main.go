@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/tributary/tributary/test/bench/benchutil"
 	"io"
 	"log/slog"
 	"os"
@@ -331,20 +332,6 @@ func findNats(flagPath string) (string, error) {
 	return "", errors.New("the nats CLI is not installed: go install github.com/nats-io/natscli/nats@v0.5.0 (scripts/bench-source.sh does it), or pass -nats PATH")
 }
 
-// loadAvg is the first three fields of /proc/loadavg.
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "unknown"
-	}
-	return strings.Join(f[:3], " ")
-}
+func loadAvg() string { return benchutil.LoadAvg() }
 
-// progress writes a progress line to stderr (the tables go to stdout).
-func progress(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "%s  %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
-}
+func progress(format string, args ...any) { benchutil.Progress(format, args...) }
